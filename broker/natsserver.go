@@ -1,0 +1,147 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// EmbeddedNATS is a nats-server running inside the Piazza process, with
+// JetStream on a local directory. It is the default: one binary, no other
+// service to install.
+type EmbeddedNATS struct {
+	srv *server.Server
+}
+
+// EmbeddedOptions configure the embedded nats-server.
+type EmbeddedOptions struct {
+	// DataDir holds JetStream's files (in DataDir/jetstream).
+	DataDir string
+	// ClientAddr is the host:port of the NATS client listener for apps;
+	// "off" (or "") listens on no port: only Piazza itself connects, in process.
+	// Port -1 picks a random free port (tests).
+	ClientAddr string
+	// ServerName names the server in its logs and cluster (default "piazza").
+	ServerName string
+	// MQTTAddr and WebSocketAddr enable nats-server's MQTT and WebSocket listeners.
+	MQTTAddr, WebSocketAddr string
+	Logger                  *slog.Logger
+}
+
+// StartEmbeddedNATS starts the server and waits until it accepts connections.
+// It fails with a clear error if the data directory is not writable or the
+// client address cannot be listened on.
+func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
+	if o.DataDir == "" {
+		return nil, fmt.Errorf("broker: embedded NATS needs a data directory")
+	}
+	dir := filepath.Join(o.DataDir, "jetstream")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("broker: data dir %s is not usable: %w", o.DataDir, err)
+	}
+	probe := filepath.Join(o.DataDir, ".piazza-write-test")
+	if err := os.WriteFile(probe, []byte("ok"), 0o600); err != nil {
+		return nil, fmt.Errorf("broker: data dir %s is not writable: %w", o.DataDir, err)
+	}
+	_ = os.Remove(probe)
+	name := o.ServerName
+	if name == "" {
+		name = "piazza"
+	}
+	opts := &server.Options{
+		ServerName:         name,
+		JetStream:          true,
+		StoreDir:           dir,
+		NoSigs:             true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: -1,
+		JetStreamMaxStore:  -1,
+	}
+	if o.ClientAddr == "" || o.ClientAddr == "off" {
+		opts.DontListen = true
+	} else {
+		host, port, err := splitHostPort(o.ClientAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: NATS address %q: %w", o.ClientAddr, err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if o.MQTTAddr != "" && o.MQTTAddr != "off" {
+		host, port, err := splitHostPort(o.MQTTAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: MQTT address %q: %w", o.MQTTAddr, err)
+		}
+		opts.MQTT.Host, opts.MQTT.Port = host, port
+	}
+	if o.WebSocketAddr != "" && o.WebSocketAddr != "off" {
+		host, port, err := splitHostPort(o.WebSocketAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: WebSocket address %q: %w", o.WebSocketAddr, err)
+		}
+		opts.Websocket.Host, opts.Websocket.Port = host, port
+		opts.Websocket.NoTLS = true
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("broker: embedded NATS: %w", err)
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	srv.SetLoggerV2(&natsLogger{l: logger.With("component", "nats-server")}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		if !opts.DontListen {
+			return nil, fmt.Errorf("broker: embedded NATS did not start: cannot listen on %s (in use?)", o.ClientAddr)
+		}
+		return nil, fmt.Errorf("broker: embedded NATS did not start within 30s")
+	}
+	return &EmbeddedNATS{srv: srv}, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	return host, port, nil
+}
+
+// ClientURL is the nats:// URL apps use, or "" when there is no listener.
+func (e *EmbeddedNATS) ClientURL() string {
+	if e.srv.Addr() == nil {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// Server returns the nats-server, for in-process connections.
+func (e *EmbeddedNATS) Server() *server.Server { return e.srv }
+
+// Shutdown stops the server and waits for it to finish.
+func (e *EmbeddedNATS) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// natsLogger sends nats-server's log lines to slog.
+type natsLogger struct{ l *slog.Logger }
+
+func (n *natsLogger) Noticef(f string, v ...any) { n.l.Info("nats-server", "text", fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Warnf(f string, v ...any)   { n.l.Warn("nats-server", "text", fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Fatalf(f string, v ...any)  { n.l.Error("nats-server", "text", fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Errorf(f string, v ...any)  { n.l.Error("nats-server", "text", fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Debugf(f string, v ...any)  { n.l.Debug("nats-server", "text", fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Tracef(f string, v ...any)  {}

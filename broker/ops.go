@@ -1,0 +1,573 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Outcome is what a write did to one entity.
+type Outcome struct {
+	ID string
+	// Created is true when the write created the entity.
+	Created bool
+	// Unchanged is true when the new state equalled the stored one, so
+	// nothing was written or published.
+	Unchanged bool
+	// NotUpdated lists the attributes the operation left alone.
+	NotUpdated []NotUpdated
+	// Seq is the stream sequence that committed the write (0 if none).
+	Seq uint64
+	Err error
+}
+
+// stepFunc computes the next state of an entity from its current one (nil
+// if it does not exist; the function owns it). It returns the next state and
+// the operation, or OpDelete with a nil state, or an error.
+type stepFunc func(cur *Entity, ts time.Time) (next *Entity, op string, nu []NotUpdated, err error)
+
+// job is one entity's write within a request.
+type job struct {
+	id   string
+	step stepFunc
+	out  Outcome
+	// set while in flight
+	future jetstream.PubAckFuture
+	retry  bool
+}
+
+func (b *Broker) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.opts.WriteTimeout)
+}
+
+// current returns a private copy of the read model's state of id.
+func (t *tenant) current(id string) (*Entity, string, uint64, error) {
+	r := t.rm.get(id)
+	if r == nil {
+		return nil, "", 0, nil
+	}
+	e, err := decodeStored(r.raw)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	return e, r.subjType, r.seq, nil
+}
+
+// prepare computes a job's message from a known state. It returns nil when
+// there is nothing to write (an error, or no change).
+func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64) *nats.Msg {
+	ts := now()
+	existed := cur != nil
+	var before *Entity
+	if existed {
+		before = cur.Clone()
+	}
+	next, op, nu, err := j.step(cur, ts)
+	j.out.NotUpdated = nu
+	if err != nil {
+		j.out.Err = err
+		return nil
+	}
+	if op == OpDelete {
+		if !existed {
+			j.out.Err = &Error{Kind: ErrNotFound, Detail: fmt.Sprintf("entity %s not found", j.id), Entity: j.id}
+			return nil
+		}
+		return newMessage(t.name, subjType, before, OpDelete, tombstone(before, formatTime(ts)), seq, false)
+	}
+	if existed && sameContent(before, next) {
+		j.out.Unchanged = true
+		return nil
+	}
+	if !existed {
+		subjType = next.Types[0]
+	}
+	j.out.Created = !existed
+	return newMessage(t.name, subjType, next, op, encodeStored(next), seq, !existed)
+}
+
+// run commits jobs: first all at once from the read model's state
+// (asynchronous publishes), then any that lost a race one by one on the
+// stream's fresh state. Jobs on the same id run in request order. It waits
+// until the read model has applied every committed write.
+func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
+	ctx, cancel := b.writeContext(ctx)
+	defer cancel()
+	var maxSeq uint64
+	remaining := jobs
+	for len(remaining) > 0 {
+		// One wave holds the first job of each id still to run.
+		seen := make(map[string]bool, len(remaining))
+		var wave, later []*job
+		for _, j := range remaining {
+			if seen[j.id] {
+				later = append(later, j)
+				continue
+			}
+			seen[j.id] = true
+			wave = append(wave, j)
+		}
+		for _, j := range wave {
+			cur, typ, seq, err := t.current(j.id)
+			if err != nil {
+				j.out.Err = err
+				continue
+			}
+			m := j.prepare(t, cur, typ, seq)
+			if m == nil {
+				continue
+			}
+			f, err := b.js.PublishMsgAsync(m)
+			if err != nil {
+				j.out.Err = fmt.Errorf("%w: %v", ErrNotConnected, translateNATS(err))
+				continue
+			}
+			j.future = f
+		}
+		for _, j := range wave {
+			if j.future == nil {
+				continue
+			}
+			select {
+			case ack := <-j.future.Ok():
+				j.out.Seq = ack.Sequence
+			case err := <-j.future.Err():
+				if err = classifyPublishError(err); errors.Is(err, errWrongLastSeq) {
+					j.retry = true
+				} else {
+					j.out.Err = err
+				}
+			case <-ctx.Done():
+				j.out.Err = fmt.Errorf("%w: no acknowledgement: %v", ErrNotConnected, ctx.Err())
+			}
+			j.future = nil
+		}
+		for _, j := range wave {
+			if j.retry {
+				j.retry = false
+				j.out = Outcome{}
+				b.retry(ctx, t, j)
+			}
+			if j.out.Seq > maxSeq {
+				maxSeq = j.out.Seq
+			}
+		}
+		if len(later) > 0 && maxSeq > 0 {
+			// The next wave reads the read model: let it see this wave.
+			if err := t.rm.waitApplied(ctx, maxSeq); err != nil {
+				for _, j := range later {
+					j.out.Err = fmt.Errorf("%w: read model did not catch up: %v", ErrInternal, err)
+				}
+				return
+			}
+		}
+		remaining = later
+	}
+	if maxSeq > 0 {
+		if err := t.rm.waitApplied(ctx, maxSeq); err != nil {
+			b.log.Warn("read model behind own write", "tenant", t.name, "seq", maxSeq, "err", err)
+		}
+	}
+}
+
+// retry runs a job that lost a race, on the stream's latest state, until it
+// commits or the attempts run out.
+func (b *Broker) retry(ctx context.Context, t *tenant, j *job) {
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, typ, seq, err := b.latest(ctx, t, j.id)
+		if err != nil {
+			j.out.Err = err
+			return
+		}
+		j.out = Outcome{ID: j.id}
+		m := j.prepare(t, cur, typ, seq)
+		if m == nil {
+			return
+		}
+		s, err := b.publish(ctx, m)
+		if errors.Is(err, errWrongLastSeq) {
+			continue
+		}
+		if err != nil {
+			j.out.Err = err
+			return
+		}
+		j.out.Seq = s
+		return
+	}
+	j.out.Err = &Error{Kind: ErrConflict, Detail: fmt.Sprintf("entity %s: concurrent writers kept changing it; try again", j.id), Entity: j.id}
+}
+
+// one runs a single job and returns its outcome as an error if it failed.
+func (b *Broker) one(ctx context.Context, tenantName string, create bool, id string, step stepFunc) (Outcome, error) {
+	t, err := b.tenant(ctx, tenantName, create)
+	if err != nil {
+		return Outcome{}, err
+	}
+	j := &job{id: id, step: step, out: Outcome{ID: id}}
+	b.run(ctx, t, []*job{j})
+	return j.out, j.out.Err
+}
+
+func notFound(id string) error {
+	return &Error{Kind: ErrNotFound, Detail: fmt.Sprintf("entity %s not found", id), Entity: id}
+}
+
+// Create commits a new entity. It fails with ErrAlreadyExists if the id is
+// live (under any type).
+func (b *Broker) Create(ctx context.Context, tenant string, e *Entity) (Outcome, error) {
+	return b.one(ctx, tenant, true, e.ID, createStep(e))
+}
+
+func createStep(e *Entity) stepFunc {
+	return func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur != nil {
+			return nil, "", nil, &Error{Kind: ErrAlreadyExists, Detail: fmt.Sprintf("entity %s already exists", e.ID), Entity: e.ID}
+		}
+		return newState(e.Clone(), ts), OpCreate, nil, nil
+	}
+}
+
+// Get returns the current state of an entity.
+func (b *Broker) Get(ctx context.Context, tenantName, id string) (*Entity, error) {
+	t, err := b.tenant(ctx, tenantName, false)
+	if err != nil {
+		return nil, err
+	}
+	e, _, _, err := t.current(id)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, notFound(id)
+	}
+	return e, nil
+}
+
+// Replace replaces all attributes of an entity (PUT /entities/{id}).
+func (b *Broker) Replace(ctx context.Context, tenant, id string, next *Entity) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		return replaceState(cur, next.Clone(), ts), OpReplace, nil, nil
+	})
+}
+
+// Merge merges a fragment into an entity (PATCH /entities/{id}).
+func (b *Broker) Merge(ctx context.Context, tenant, id string, frag *Entity) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, mergeStep(id, frag))
+}
+
+func mergeStep(id string, frag *Entity) stepFunc {
+	return func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		return mergeState(cur, frag, ts), OpMerge, nil, nil
+	}
+}
+
+// Append adds attributes (POST /entities/{id}/attrs).
+func (b *Broker) Append(ctx context.Context, tenant, id string, frag *Entity, noOverwrite bool) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, appendStep(id, frag, noOverwrite))
+}
+
+func appendStep(id string, frag *Entity, noOverwrite bool) stepFunc {
+	return func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		next, nu := appendState(cur, frag.Clone(), noOverwrite, ts)
+		return next, OpAppend, nu, nil
+	}
+}
+
+// UpdateAttrs overwrites existing attributes (PATCH /entities/{id}/attrs).
+func (b *Broker) UpdateAttrs(ctx context.Context, tenant, id string, frag *Entity) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		next, nu := updateState(cur, frag.Clone(), ts)
+		return next, OpUpdate, nu, nil
+	})
+}
+
+// PatchAttr merges members into one attribute (PATCH /entities/{id}/attrs/{attr}).
+func (b *Broker) PatchAttr(ctx context.Context, tenant, id, name string, patch *Attribute) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		old := cur.Attrs[name].Instance(patch.DatasetID)
+		if old == nil {
+			return nil, "", nil, attrNotFound(id, name, patch.DatasetID)
+		}
+		merged := mergeAttr(old, patch)
+		stamp(merged, old, ts)
+		cur.Attrs[name] = cur.Attrs[name].put(merged)
+		cur.ModifiedAt = ts
+		return cur, OpUpdate, nil, nil
+	})
+}
+
+// ReplaceAttr replaces one attribute instance (PUT /entities/{id}/attrs/{attr}).
+func (b *Broker) ReplaceAttr(ctx context.Context, tenant, id, name string, a *Attribute) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		old := cur.Attrs[name].Instance(a.DatasetID)
+		if old == nil {
+			return nil, "", nil, attrNotFound(id, name, a.DatasetID)
+		}
+		na := a.clone()
+		stamp(na, old, ts)
+		cur.Attrs[name] = cur.Attrs[name].put(na)
+		cur.ModifiedAt = ts
+		return cur, OpReplace, nil, nil
+	})
+}
+
+func attrNotFound(id, name, datasetID string) error {
+	d := fmt.Sprintf("entity %s has no attribute %s", id, name)
+	if datasetID != "" {
+		d += " with datasetId " + datasetID
+	}
+	return &Error{Kind: ErrNotFound, Detail: d, Entity: id}
+}
+
+// DeleteAttr deletes an attribute instance, or all of them with all.
+func (b *Broker) DeleteAttr(ctx context.Context, tenant, id, name, datasetID string, all bool) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, deleteAttrStep(id, name, datasetID, all))
+}
+
+func deleteAttrStep(id, name, datasetID string, all bool) stepFunc {
+	return func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return nil, "", nil, notFound(id)
+		}
+		is := cur.Attrs[name]
+		switch {
+		case all && len(is) > 0:
+			delete(cur.Attrs, name)
+		case is.Instance(datasetID) != nil:
+			if is = is.without(datasetID); len(is) == 0 {
+				delete(cur.Attrs, name)
+			} else {
+				cur.Attrs[name] = is
+			}
+		default:
+			return nil, "", nil, attrNotFound(id, name, datasetID)
+		}
+		cur.ModifiedAt = ts
+		return cur, OpUpdate, nil, nil
+	}
+}
+
+// Delete deletes an entity: a tombstone on its subject.
+func (b *Broker) Delete(ctx context.Context, tenant, id string) (Outcome, error) {
+	return b.one(ctx, tenant, false, id, deleteStep)
+}
+
+func deleteStep(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return nil, OpDelete, nil, nil
+}
+
+// BatchKind is an entity operation on many entities at once.
+type BatchKind int
+
+// The batch operations of /entityOperations.
+const (
+	BatchCreate BatchKind = iota
+	BatchUpsert
+	BatchUpdate
+	BatchMerge
+	BatchDelete
+)
+
+// BatchOptions modify a batch.
+type BatchOptions struct {
+	// UpsertUpdate makes an upsert update existing entities (append
+	// semantics) instead of replacing them.
+	UpsertUpdate bool
+	// NoOverwrite keeps existing attributes in a batch update.
+	NoOverwrite bool
+}
+
+// Batch runs one operation on many entities and reports per entity. For
+// BatchDelete, only the ids of entities are used.
+func (b *Broker) Batch(ctx context.Context, tenantName string, kind BatchKind, ents []*Entity, o BatchOptions) ([]Outcome, error) {
+	t, err := b.tenant(ctx, tenantName, kind == BatchCreate || kind == BatchUpsert)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*job, len(ents))
+	for i, e := range ents {
+		var step stepFunc
+		switch kind {
+		case BatchCreate:
+			step = createStep(e)
+		case BatchUpsert:
+			step = upsertStep(e, o.UpsertUpdate)
+		case BatchUpdate:
+			step = appendStep(e.ID, e, o.NoOverwrite)
+		case BatchMerge:
+			step = mergeStep(e.ID, e)
+		case BatchDelete:
+			step = deleteStep
+		}
+		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}}
+	}
+	b.run(ctx, t, jobs)
+	out := make([]Outcome, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.out
+	}
+	return out, nil
+}
+
+func upsertStep(e *Entity, update bool) stepFunc {
+	return func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+		if cur == nil {
+			return newState(e.Clone(), ts), OpCreate, nil, nil
+		}
+		if update {
+			next, _ := appendState(cur, e.Clone(), false, ts)
+			return next, OpUpdate, nil, nil
+		}
+		return replaceState(cur, e.Clone(), ts), OpReplace, nil, nil
+	}
+}
+
+// Query selects entities. The zero Query selects nothing: give at least
+// types, ids, an id pattern or attributes.
+type Query struct {
+	Types     []string // canonical; an entity matches if it has any of them
+	IDs       []string
+	IDPattern *regexp.Regexp
+	Attrs     []string // canonical; an entity matches if it has any of them
+	Limit     int      // -1 means the broker's maximum
+	Offset    int
+}
+
+// QueryResult is one page of a query.
+type QueryResult struct {
+	Entities []*Entity
+	// Total is the number of matching entities across all pages.
+	Total int
+}
+
+// Query returns the entities that match q, sorted by id.
+func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryResult, error) {
+	t, err := b.tenant(ctx, tenantName, false)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	recs := t.rm.selectRecords(q.Types, q.IDs, func(r *record) bool {
+		return q.IDPattern == nil || q.IDPattern.MatchString(r.id)
+	})
+	var ents []*Entity
+	total := 0
+	limit := q.Limit
+	if limit < 0 {
+		limit = b.opts.MaxResults
+	}
+	for _, r := range recs {
+		var e *Entity
+		if len(q.Attrs) > 0 {
+			if e, err = decodeStored(r.raw); err != nil {
+				return QueryResult{}, err
+			}
+			found := false
+			for _, a := range q.Attrs {
+				if _, ok := e.Attrs[a]; ok {
+					found = true
+					break
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		total++
+		if total <= q.Offset || len(ents) >= limit {
+			continue
+		}
+		if e == nil {
+			if e, err = decodeStored(r.raw); err != nil {
+				return QueryResult{}, err
+			}
+		}
+		ents = append(ents, e)
+	}
+	return QueryResult{Entities: ents, Total: total}, nil
+}
+
+// MaxResults is the most entities one query page may hold.
+func (b *Broker) MaxResults() int { return b.opts.MaxResults }
+
+// PurgeRequest selects entities to delete, or attributes to drop from them.
+type PurgeRequest struct {
+	Query
+	// Drop deletes these attributes from the selected entities; Keep deletes
+	// all others. With neither, the entities are deleted.
+	Drop, Keep []string
+}
+
+// Purge deletes the selected entities (or attributes of them) and reports per entity.
+func (b *Broker) Purge(ctx context.Context, tenantName string, p PurgeRequest) ([]Outcome, error) {
+	t, err := b.tenant(ctx, tenantName, false)
+	if err != nil {
+		return nil, err
+	}
+	q := p.Query
+	q.Limit, q.Offset = int(^uint(0)>>1), 0
+	res, err := b.Query(ctx, tenantName, q)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*job, 0, len(res.Entities))
+	for _, e := range res.Entities {
+		step, id := deleteStep, e.ID
+		if len(p.Drop) > 0 || len(p.Keep) > 0 {
+			drop, keep := toSet(p.Drop), toSet(p.Keep)
+			step = func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+				if cur == nil {
+					return nil, "", nil, notFound(id)
+				}
+				for name := range cur.Attrs {
+					if drop[name] || (keep != nil && !keep[name]) {
+						delete(cur.Attrs, name)
+					}
+				}
+				cur.ModifiedAt = ts
+				return cur, OpUpdate, nil, nil
+			}
+		}
+		jobs = append(jobs, &job{id: e.ID, step: step, out: Outcome{ID: e.ID}})
+	}
+	b.run(ctx, t, jobs)
+	out := make([]Outcome, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.out
+	}
+	return out, nil
+}
+
+func toSet(ss []string) map[string]bool {
+	if len(ss) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		m[s] = true
+	}
+	return m
+}

@@ -1,0 +1,157 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestCreateGetMergeDelete(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	ctx := context.Background()
+	e := mustParse(t, `{"id":"urn:ngsi-ld:AirQualityObserved:MN-1","type":"AirQualityObserved",
+		"no2":{"type":"Property","value":41.5,"unitCode":"GQ","observedAt":"2024-01-10T10:00:00Z"},
+		"location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[10.79,45.16]}}}`, ParseOptions{})
+	out, err := b.Create(ctx, "", e)
+	if err != nil || !out.Created || out.Seq == 0 {
+		t.Fatalf("create: %+v %v", out, err)
+	}
+	if _, err := b.Create(ctx, "", e); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("second create: want ErrAlreadyExists, got %v", err)
+	}
+	// Another type, same id: still a conflict (an id lives on one subject).
+	other := e.Clone()
+	other.Types = []string{"Other"}
+	if _, err := b.Create(ctx, "", other); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("create under another type: want ErrAlreadyExists, got %v", err)
+	}
+	got, err := b.Get(ctx, "", e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got.Attrs["no2"][0].Value; fmt.Sprint(v) != "41.5" {
+		t.Fatalf("no2 = %v", v)
+	}
+	if got.CreatedAt.IsZero() || got.Attrs["no2"][0].CreatedAt.IsZero() {
+		t.Fatal("system times not kept")
+	}
+	frag := mustParse(t, `{"no2":{"value":40},"pm10":{"type":"Property","value":12}}`, ParseOptions{Fragment: true, AllowNull: true})
+	if _, err := b.Merge(ctx, "", e.ID, frag); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = b.Get(ctx, "", e.ID)
+	if a := got.Attrs["no2"][0]; fmt.Sprint(a.Value) != "40" || a.UnitCode != "GQ" {
+		t.Fatalf("merged no2 = %+v", a)
+	}
+	if _, ok := got.Attrs["pm10"]; !ok {
+		t.Fatal("pm10 not added")
+	}
+	del := mustParse(t, `{"pm10":"urn:ngsi-ld:null"}`, ParseOptions{Fragment: true, AllowNull: true})
+	if _, err := b.Merge(ctx, "", e.ID, del); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = b.Get(ctx, "", e.ID)
+	if _, ok := got.Attrs["pm10"]; ok {
+		t.Fatal("pm10 not deleted by a null merge")
+	}
+	// Unchanged merge publishes nothing.
+	out, err = b.Merge(ctx, "", e.ID, mustParse(t, `{"no2":{"value":40}}`, ParseOptions{Fragment: true}))
+	if err != nil || !out.Unchanged || out.Seq != 0 {
+		t.Fatalf("unchanged merge: %+v %v", out, err)
+	}
+	if _, err := b.Delete(ctx, "", e.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "", e.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if _, err := b.Delete(ctx, "", e.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	// Re-create under another type after the delete.
+	if _, err := b.Create(ctx, "", other); err != nil {
+		t.Fatalf("re-create under another type: %v", err)
+	}
+	got, _ = b.Get(ctx, "", e.ID)
+	if got.Types[0] != "Other" {
+		t.Fatalf("types = %v", got.Types)
+	}
+}
+
+func TestConcurrentMergesAllLand(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	ctx := context.Background()
+	id := "urn:ngsi-ld:Counter:1"
+	if _, err := b.Create(ctx, "", mustParse(t, `{"id":"`+id+`","type":"Counter"}`, ParseOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			frag := mustParse(t, fmt.Sprintf(`{"a%d":%d}`, i, i), ParseOptions{Fragment: true})
+			if _, err := b.Merge(ctx, "", id, frag); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got, err := b.Get(ctx, "", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Attrs) != n {
+		t.Fatalf("%d of %d concurrent merges landed: %v", len(got.Attrs), n, strings.Join(got.AttrNames(), ","))
+	}
+}
+
+func TestBatchUpsertAndTenants(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	ctx := context.Background()
+	if _, err := b.Get(ctx, "nowhere", "urn:x:1"); !errors.Is(err, ErrNonexistentTenant) {
+		t.Fatalf("unknown tenant: %v", err)
+	}
+	var ents []*Entity
+	for i := range 200 {
+		ents = append(ents, mustParse(t, fmt.Sprintf(`{"id":"urn:ngsi-ld:T:%d","type":"T","v":%d}`, i, i), ParseOptions{}))
+	}
+	// A duplicate id in the same batch applies in order.
+	ents = append(ents, mustParse(t, `{"id":"urn:ngsi-ld:T:0","type":"T","v":"last"}`, ParseOptions{}))
+	outs, err := b.Batch(ctx, "city", BatchUpsert, ents, BatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range outs {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+	}
+	got, err := b.Get(ctx, "city", "urn:ngsi-ld:T:0")
+	if err != nil || got.Attrs["v"][0].Value != "last" {
+		t.Fatalf("T:0 = %+v, %v", got, err)
+	}
+	if _, err := b.Get(ctx, "", "urn:ngsi-ld:T:1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("tenants not isolated: %v", err)
+	}
+	// The same batch again changes nothing.
+	outs, _ = b.Batch(ctx, "city", BatchUpsert, ents[1:200], BatchOptions{})
+	for _, o := range outs {
+		if !o.Unchanged {
+			t.Fatalf("re-upsert of identical entity %s was written", o.ID)
+		}
+	}
+	res, err := b.Query(ctx, "city", Query{Types: []string{"T"}, Limit: 10, Offset: 5})
+	if err != nil || res.Total != 200 || len(res.Entities) != 10 {
+		t.Fatalf("query: total %d, page %d, %v", res.Total, len(res.Entities), err)
+	}
+}

@@ -1,0 +1,167 @@
+package broker
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// record is the read model's view of one live entity: what the indexes
+// need, and the stored form itself (decoded on demand). Records are
+// immutable once published in the maps; a change replaces the record.
+type record struct {
+	id       string
+	subjType string   // the type token of its subject (first type at creation)
+	types    []string // every canonical type
+	seq      uint64   // stream sequence of the message that holds this state
+	raw      []byte   // the stored form (normalized, canonical names, system times)
+}
+
+// readModel is one tenant's current state, applied from its stream in
+// order by a single goroutine and read by any number of requests.
+type readModel struct {
+	mu     sync.RWMutex
+	byID   map[string]*record
+	byType map[string]map[string]*record
+
+	applied atomic.Uint64 // highest stream sequence applied
+	waiters atomic.Int32
+	waitMu  sync.Mutex
+	waitCh  chan struct{} // closed when applied moves while someone waits
+}
+
+func newReadModel() *readModel {
+	return &readModel{
+		byID:   make(map[string]*record),
+		byType: make(map[string]map[string]*record),
+		waitCh: make(chan struct{}),
+	}
+}
+
+// put applies a live state; del applies a tombstone. Both move applied.
+func (rm *readModel) put(r *record) {
+	rm.mu.Lock()
+	if old := rm.byID[r.id]; old != nil {
+		rm.unindex(old)
+	}
+	rm.byID[r.id] = r
+	for _, t := range r.types {
+		m := rm.byType[t]
+		if m == nil {
+			m = make(map[string]*record)
+			rm.byType[t] = m
+		}
+		m[r.id] = r
+	}
+	rm.mu.Unlock()
+	rm.advance(r.seq)
+}
+
+func (rm *readModel) del(id string, seq uint64) {
+	rm.mu.Lock()
+	if old := rm.byID[id]; old != nil && old.seq < seq {
+		rm.unindex(old)
+		delete(rm.byID, id)
+	}
+	rm.mu.Unlock()
+	rm.advance(seq)
+}
+
+func (rm *readModel) unindex(r *record) {
+	for _, t := range r.types {
+		if m := rm.byType[t]; m != nil {
+			delete(m, r.id)
+			if len(m) == 0 {
+				delete(rm.byType, t)
+			}
+		}
+	}
+}
+
+func (rm *readModel) advance(seq uint64) {
+	if seq > rm.applied.Load() {
+		rm.applied.Store(seq)
+	}
+	if rm.waiters.Load() > 0 {
+		rm.waitMu.Lock()
+		close(rm.waitCh)
+		rm.waitCh = make(chan struct{})
+		rm.waitMu.Unlock()
+	}
+}
+
+// waitApplied blocks until the read model has applied seq, or ctx ends.
+func (rm *readModel) waitApplied(ctx context.Context, seq uint64) error {
+	if rm.applied.Load() >= seq {
+		return nil
+	}
+	rm.waiters.Add(1)
+	defer rm.waiters.Add(-1)
+	for {
+		rm.waitMu.Lock()
+		ch := rm.waitCh
+		rm.waitMu.Unlock()
+		if rm.applied.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (rm *readModel) get(id string) *record {
+	rm.mu.RLock()
+	r := rm.byID[id]
+	rm.mu.RUnlock()
+	return r
+}
+
+// count is the number of live entities.
+func (rm *readModel) count() int {
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	return len(rm.byID)
+}
+
+// selectRecords returns the records that pass keep, among those of the
+// given types (any of them) or all, sorted by id.
+func (rm *readModel) selectRecords(types []string, ids []string, keep func(*record) bool) []*record {
+	rm.mu.RLock()
+	var out []*record
+	switch {
+	case len(ids) > 0:
+		for _, id := range ids {
+			if r := rm.byID[id]; r != nil && keep(r) {
+				out = append(out, r)
+			}
+		}
+	case len(types) > 0:
+		seen := map[string]bool{}
+		for _, t := range types {
+			for id, r := range rm.byType[t] {
+				if len(types) > 1 {
+					if seen[id] {
+						continue
+					}
+					seen[id] = true
+				}
+				if keep(r) {
+					out = append(out, r)
+				}
+			}
+		}
+	default:
+		for _, r := range rm.byID {
+			if keep(r) {
+				out = append(out, r)
+			}
+		}
+	}
+	rm.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
