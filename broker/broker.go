@@ -56,9 +56,9 @@ type tenant struct {
 
 // Header names of the messages Piazza publishes (payload format version 1).
 const (
-	HeaderOp      = "Piazza-Op"
-	HeaderType    = "Piazza-Type"
-	HeaderVersion = "Piazza-Version"
+	HeaderOp       = "Piazza-Op"
+	HeaderType     = "Piazza-Type"
+	HeaderVersion  = "Piazza-Version"
 	PayloadVersion = "1"
 )
 

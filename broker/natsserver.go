@@ -139,9 +139,17 @@ func (e *EmbeddedNATS) Shutdown() {
 // natsLogger sends nats-server's log lines to slog.
 type natsLogger struct{ l *slog.Logger }
 
-func (n *natsLogger) Noticef(f string, v ...any) { n.l.Info("nats-server", "text", fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Warnf(f string, v ...any)   { n.l.Warn("nats-server", "text", fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Fatalf(f string, v ...any)  { n.l.Error("nats-server", "text", fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Errorf(f string, v ...any)  { n.l.Error("nats-server", "text", fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Debugf(f string, v ...any)  { n.l.Debug("nats-server", "text", fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Tracef(f string, v ...any)  {}
+func (n *natsLogger) Noticef(f string, v ...any) {
+	n.l.Info("nats-server", "text", fmt.Sprintf(f, v...))
+}
+func (n *natsLogger) Warnf(f string, v ...any) { n.l.Warn("nats-server", "text", fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Fatalf(f string, v ...any) {
+	n.l.Error("nats-server", "text", fmt.Sprintf(f, v...))
+}
+func (n *natsLogger) Errorf(f string, v ...any) {
+	n.l.Error("nats-server", "text", fmt.Sprintf(f, v...))
+}
+func (n *natsLogger) Debugf(f string, v ...any) {
+	n.l.Debug("nats-server", "text", fmt.Sprintf(f, v...))
+}
+func (n *natsLogger) Tracef(f string, v ...any) {}
