@@ -1,0 +1,9 @@
+// Package all imports every built-in source kind of Piazza's adapters, so
+// that a program (cmd/piazza) gets them registered with one blank import:
+//
+//	import _ "github.com/piazza-city/piazza/adapters/all"
+package all
+
+import (
+	_ "github.com/piazza-city/piazza/adapters/csvsource" // registers "csv"
+)
