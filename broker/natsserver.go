@@ -41,7 +41,8 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 	if o.DataDir == "" {
 		return nil, fmt.Errorf("broker: embedded NATS needs a data directory")
 	}
-	dir := filepath.Join(o.DataDir, "jetstream")
+	// nats-server keeps its files in <dir>/jetstream.
+	dir := o.DataDir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("broker: data dir %s is not usable: %w", o.DataDir, err)
 	}

@@ -187,7 +187,10 @@ func (p *processor) processRef(ref, docURL string) error {
 	p.stack = append(p.stack, u)
 	err = p.process(doc, u)
 	p.stack = p.stack[:len(p.stack)-1]
-	return err
+	if err != nil {
+		return fmt.Errorf("%w (in %s)", err, u)
+	}
+	return nil
 }
 
 // processObject applies a local context object (JSON-LD 1.1 Context

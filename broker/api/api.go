@@ -1,0 +1,193 @@
+// Package api is the NGSI-LD HTTP API of Piazza (ETSI GS CIM 009 V1.9.1,
+// API root /ngsi-ld/v1): entities, attributes, batch operations, purge, and
+// the probes real clients send. It is a thin layer: it negotiates media
+// types, resolves @context, parses parameters and bodies, calls the broker,
+// and writes NGSI-LD representations or ProblemDetails.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/piazza-city/piazza/broker"
+	"github.com/piazza-city/piazza/broker/internal/jsonld"
+)
+
+// Options configure the HTTP API.
+type Options struct {
+	// MaxBodyBytes caps request bodies (413 past it). Default 8 MiB.
+	MaxBodyBytes int64
+	// MaxBatch caps the entities of one batch operation. Default 10,000.
+	MaxBatch int
+	// Contexts resolves @context values; nil builds a loader with defaults.
+	Contexts *jsonld.Loader
+	// Version is reported by the version probes.
+	Version string
+	Logger  *slog.Logger
+	// Ready reports readiness for /readyz (nil: the broker's).
+	Ready func() error
+}
+
+// Handler serves the NGSI-LD API over a broker. It is safe for concurrent use.
+type Handler struct {
+	b      *broker.Broker
+	opts   Options
+	log    *slog.Logger
+	ctxs   *jsonld.Loader
+	router chi.Router
+}
+
+// New builds the API handler.
+func New(b *broker.Broker, o Options) *Handler {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 8 << 20
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 10000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Contexts == nil {
+		o.Contexts = jsonld.NewLoader(jsonld.LoaderOptions{Logger: o.Logger})
+	}
+	if o.Ready == nil {
+		o.Ready = b.Ready
+	}
+	h := &Handler{b: b, opts: o, log: o.Logger.With("component", "api"), ctxs: o.Contexts}
+	h.router = h.routes()
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+
+// handlerFunc is a handler that returns its error; wrap turns it into ProblemDetails.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				h.writeProblem(w, r, fmt.Errorf("%w: unexpected failure", broker.ErrInternal))
+			}
+		}()
+		if t := r.Header.Get("NGSILD-Tenant"); t != "" {
+			w.Header().Set("NGSILD-Tenant", t)
+		}
+		if err := f(w, r); err != nil {
+			h.writeProblem(w, r, err)
+		}
+	}
+}
+
+func (h *Handler) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(stripSlash)
+	r.NotFound(h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no resource at %s", r.URL.Path)}
+	}))
+	r.MethodNotAllowed(h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &broker.Error{Kind: errMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)}
+	}))
+	r.Get("/version", h.wrap(h.version))
+	r.Get("/ngsi-ld/ex/v1/version", h.wrap(h.version))
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := h.opts.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	r.Route("/ngsi-ld/v1", func(r chi.Router) {
+		r.Post("/entities", h.wrap(h.createEntity))
+		r.Get("/entities", h.wrap(h.queryEntities))
+		r.Delete("/entities", h.wrap(h.purgeEntities))
+		r.Get("/entities/{id}", h.wrap(h.getEntity))
+		r.Delete("/entities/{id}", h.wrap(h.deleteEntity))
+		r.Patch("/entities/{id}", h.wrap(h.mergeEntity))
+		r.Put("/entities/{id}", h.wrap(h.replaceEntity))
+		r.Post("/entities/{id}/attrs", h.wrap(h.appendAttrs))
+		r.Patch("/entities/{id}/attrs", h.wrap(h.updateAttrs))
+		r.Patch("/entities/{id}/attrs/{attr}", h.wrap(h.patchAttr))
+		r.Put("/entities/{id}/attrs/{attr}", h.wrap(h.replaceAttr))
+		r.Delete("/entities/{id}/attrs/{attr}", h.wrap(h.deleteAttr))
+		r.Post("/entityOperations/{op}", h.wrap(h.batch))
+	})
+	return r
+}
+
+// stripSlash lets collection paths end in a slash, as many clients send them.
+func stripSlash(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+			r.URL.Path = strings.TrimRight(p, "/")
+			if r.URL.RawPath != "" {
+				r.URL.RawPath = strings.TrimRight(r.URL.RawPath, "/")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) version(w http.ResponseWriter, r *http.Request) error {
+	v := h.opts.Version
+	if v == "" {
+		v = "dev"
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"name": "piazza", "version": v, "ngsild": "1.9.1",
+		"description": "Piazza, an NGSI-LD broker for cities on a NATS JetStream log",
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// tenantOf reads the NGSILD-Tenant header ("" is the default tenant).
+func tenantOf(r *http.Request) (string, error) {
+	t := r.Header.Get("NGSILD-Tenant")
+	if !broker.ValidTenant(t) {
+		return "", &broker.Error{Kind: broker.ErrBadRequestData, Detail: "NGSILD-Tenant must be at most 64 characters without spaces or control characters"}
+	}
+	return t, nil
+}
+
+// readBody reads a request body within the size limit.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	data, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &broker.Error{Kind: errBodyTooLarge, Detail: fmt.Sprintf("the body exceeds the limit of %d bytes", h.opts.MaxBodyBytes)}
+	}
+	if err != nil {
+		return nil, &broker.Error{Kind: broker.ErrInvalidRequest, Detail: "reading the body: " + err.Error()}
+	}
+	return data, nil
+}
+
+// requestContext bounds how long resolving a remote @context may take.
+func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 30*time.Second)
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/piazza-city/piazza/broker"
+	"github.com/piazza-city/piazza/broker/internal/jsonld"
+)
+
+// batchError is one entry of a BatchOperationResult's errors.
+type batchError struct {
+	EntityID string  `json:"entityId"`
+	Error    Problem `json:"error"`
+}
+
+// batch serves POST /entityOperations/{create,upsert,update,merge,delete}.
+// Every entity is parsed on its own, so one bad entity is reported with its
+// id and reason while the others go on.
+func (h *Handler) batch(w http.ResponseWriter, r *http.Request) error {
+	var kind broker.BatchKind
+	switch op := chi.URLParam(r, "op"); op {
+	case "create":
+		kind = broker.BatchCreate
+	case "upsert":
+		kind = broker.BatchUpsert
+	case "update":
+		kind = broker.BatchUpdate
+	case "merge":
+		kind = broker.BatchMerge
+	case "delete":
+		kind = broker.BatchDelete
+	default:
+		return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no batch operation %q (create, upsert, update, merge, delete)", op)}
+	}
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	ld, err := bodyType(r, false)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	link := jsonld.Core()
+	if !ld {
+		if link, err = h.linkContext(ctx, r); err != nil {
+			return err
+		}
+	}
+	data, err := h.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	v, err := broker.DecodeJSON(data)
+	if err != nil {
+		return &broker.Error{Kind: broker.ErrInvalidRequest, Detail: err.Error()}
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return badParam("the body of a batch operation must be a JSON array")
+	}
+	if len(arr) == 0 {
+		return badParam("the batch is empty")
+	}
+	if len(arr) > h.opts.MaxBatch {
+		return badParam("the batch has %d entities, over the maximum of %d", len(arr), h.opts.MaxBatch)
+	}
+	var failed []batchError
+	ents := make([]*broker.Entity, 0, len(arr))
+	keyValues := isKeyValues(r)
+	for i, x := range arr {
+		if kind == broker.BatchDelete {
+			id, ok := x.(string)
+			if !ok || !broker.ValidURI(id) {
+				failed = append(failed, batchError{EntityID: fmt.Sprint(x), Error: problemOf(badParam("element %d: %v is not an entity id (a URI)", i, x))})
+				continue
+			}
+			ents = append(ents, &broker.Entity{ID: id})
+			continue
+		}
+		m, ok := x.(map[string]any)
+		if !ok {
+			failed = append(failed, batchError{EntityID: "", Error: problemOf(badParam("element %d is not a JSON object", i))})
+			continue
+		}
+		id, _ := m["id"].(string)
+		c, err := h.entityContext(ctx, ld, link, m)
+		if err != nil {
+			failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
+			continue
+		}
+		partial := kind == broker.BatchUpdate || kind == broker.BatchMerge
+		e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}, KeyValues: keyValues, AllowNull: kind == broker.BatchMerge, Fragment: partial})
+		if err == nil && e.ID == "" {
+			err = badParam("element %d has no id", i)
+		}
+		if err != nil {
+			failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
+			continue
+		}
+		ents = append(ents, e)
+	}
+	var outs []broker.Outcome
+	if len(ents) > 0 {
+		outs, err = h.b.Batch(r.Context(), tenant, kind, ents, broker.BatchOptions{
+			UpsertUpdate: hasOption(r, "update"),
+			NoOverwrite:  hasOption(r, "noOverwrite"),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	okStatus := http.StatusNoContent
+	var created []string
+	for _, o := range outs {
+		if o.Created && o.Err == nil {
+			created = append(created, o.ID)
+		}
+	}
+	if kind == broker.BatchCreate || (kind == broker.BatchUpsert && len(created) > 0) {
+		okStatus = http.StatusCreated
+	}
+	return writeBatchResult(w, outs, okStatus, failed, created...)
+}
+
+// writeBatchResult answers a batch: okStatus (with the created ids for 201)
+// when every entity succeeded, 207 with a BatchOperationResult otherwise.
+// Piazza-Unchanged-Count tells how many entities were already in the state
+// asked for, so that nothing was written for them.
+func writeBatchResult(w http.ResponseWriter, outs []broker.Outcome, okStatus int, failed []batchError, created ...string) error {
+	success := []string{}
+	unchanged := 0
+	for _, o := range outs {
+		if o.Err != nil {
+			failed = append(failed, batchError{EntityID: o.ID, Error: problemOf(o.Err)})
+			continue
+		}
+		if o.Unchanged {
+			unchanged++
+		}
+		success = append(success, o.ID)
+	}
+	w.Header().Set("Piazza-Unchanged-Count", strconv.Itoa(unchanged))
+	if len(failed) > 0 {
+		return writeJSON(w, http.StatusMultiStatus, map[string]any{"success": success, "errors": failed})
+	}
+	if okStatus == http.StatusCreated {
+		if created == nil {
+			created = []string{}
+		}
+		return writeJSON(w, http.StatusCreated, created)
+	}
+	w.WriteHeader(okStatus)
+	return nil
+}

@@ -1,0 +1,661 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/piazza-city/piazza/broker"
+	"github.com/piazza-city/piazza/broker/internal/jsonld"
+)
+
+// view is how a response shows entities.
+type view struct {
+	media    string
+	format   broker.Format
+	sysAttrs bool
+	count    bool
+	attrs    map[string]bool // canonical; nil = all
+	ctx      *jsonld.Context
+	geoProp  string // canonical name of the GeoProperty for GeoJSON output
+}
+
+func badParam(format string, args ...any) error {
+	return &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf(format, args...)}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseView reads Accept, options, format, attrs and geometryProperty.
+func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (view, error) {
+	v := view{ctx: c, geoProp: "location"}
+	var err error
+	if v.media, err = outputType(r, allowGeo); err != nil {
+		return v, err
+	}
+	q := r.URL.Query()
+	n := names{c}
+	keyValues, concise := false, false
+	for _, o := range splitList(q.Get("options")) {
+		switch o {
+		case "keyValues", "simplified":
+			keyValues = true
+		case "concise":
+			concise = true
+		case "normalized":
+		case "sysAttrs":
+			v.sysAttrs = true
+		case "count":
+			v.count = true
+		case "noOverwrite", "update", "replace":
+		default:
+			return v, badParam("options: unknown option %q (keyValues, concise, normalized, sysAttrs, count)", o)
+		}
+	}
+	switch f := q.Get("format"); f {
+	case "":
+	case "keyValues", "simplified":
+		keyValues = true
+	case "concise":
+		concise = true
+	case "normalized":
+	default:
+		return v, badParam("format: unknown format %q (normalized, concise, simplified, keyValues)", f)
+	}
+	if keyValues && concise {
+		return v, badParam("options/format: keyValues and concise cannot be combined")
+	}
+	switch {
+	case keyValues:
+		v.format = broker.Simplified
+	case concise:
+		v.format = broker.Concise
+	}
+	if c := q.Get("count"); c != "" {
+		b, err := strconv.ParseBool(c)
+		if err != nil {
+			return v, badParam("count: %q is not true or false", c)
+		}
+		v.count = v.count || b
+	}
+	if a := q.Get("attrs"); a != "" {
+		v.attrs = map[string]bool{}
+		for _, t := range splitList(a) {
+			v.attrs[n.Canon(t)] = true
+		}
+	}
+	if g := q.Get("geometryProperty"); g != "" {
+		v.geoProp = n.Canon(g)
+	}
+	return v, nil
+}
+
+func (v view) renderOptions() broker.RenderOptions {
+	o := broker.RenderOptions{Names: names{v.ctx}, Format: v.format, SysAttrs: v.sysAttrs, Attrs: v.attrs}
+	if v.media == mediaLD {
+		o.Context = contextValue(v.ctx)
+	}
+	return o
+}
+
+// appendEntity writes one entity in the view's representation.
+func (v view) appendEntity(dst []byte, e *broker.Entity) []byte {
+	o := v.renderOptions()
+	if v.media != mediaGeoJSON {
+		return broker.AppendEntity(dst, e, o)
+	}
+	// GeoJSON Feature: the entity's members become the properties, the
+	// chosen GeoProperty the geometry.
+	o.Context = nil
+	var props map[string]any
+	_ = json.Unmarshal(broker.AppendEntity(nil, e, o), &props)
+	delete(props, "id")
+	var geom any
+	if is := e.Attrs[v.geoProp]; len(is) > 0 && is[0].Type == broker.GeoProperty {
+		geom = is[0].Value
+	}
+	f := map[string]any{"id": e.ID, "type": "Feature", "geometry": geom, "properties": props}
+	b, _ := json.Marshal(f)
+	return append(dst, b...)
+}
+
+func (v view) header(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", v.media)
+	if v.media == mediaJSON {
+		w.Header().Set("Link", contextLink(v.ctx))
+	}
+}
+
+// entityID reads and checks the {id} path parameter.
+func entityID(r *http.Request) (string, error) {
+	raw := chi.URLParam(r, "id")
+	id, err := url.PathUnescape(raw)
+	if err != nil || !broker.ValidURI(id) {
+		return "", &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("entity id %q is not a valid URI", raw)}
+	}
+	return id, nil
+}
+
+// attrName reads the {attr} path parameter as a canonical name.
+func attrName(r *http.Request, c *jsonld.Context) (string, error) {
+	raw := chi.URLParam(r, "attr")
+	a, err := url.PathUnescape(raw)
+	if err != nil || a == "" || strings.ContainsAny(a, " \t\n<>\"'=;()") {
+		return "", &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("attribute name %q is not valid", raw)}
+	}
+	return names{c}.Canon(a), nil
+}
+
+// readEntityBody reads a body holding one JSON object, with its @context.
+func (h *Handler) readObject(w http.ResponseWriter, r *http.Request, allowMergePatch bool) (map[string]any, *jsonld.Context, error) {
+	ld, err := bodyType(r, allowMergePatch)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	link := jsonld.Core()
+	if !ld {
+		if link, err = h.linkContext(ctx, r); err != nil {
+			return nil, nil, err
+		}
+	}
+	data, err := h.readBody(w, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := broker.DecodeJSON(data)
+	if err != nil {
+		return nil, nil, &broker.Error{Kind: broker.ErrInvalidRequest, Detail: err.Error()}
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: "the body must be a JSON object"}
+	}
+	c, err := h.entityContext(ctx, ld, link, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, c, nil
+}
+
+func (h *Handler) createEntity(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	m, c, err := h.readObject(w, r, false)
+	if err != nil {
+		return err
+	}
+	e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}})
+	if err != nil {
+		return err
+	}
+	if _, err := h.b.Create(r.Context(), tenant, e); err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/ngsi-ld/v1/entities/"+url.PathEscape(e.ID))
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	c, err := h.linkContext(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	v, err := h.parseView(r, c, true)
+	if err != nil {
+		return err
+	}
+	e, err := h.b.Get(r.Context(), tenant, id)
+	if err != nil {
+		return err
+	}
+	if ts := r.URL.Query().Get("type"); ts != "" {
+		ok := false
+		for _, t := range splitList(ts) {
+			ok = ok || e.HasType(names{c}.Canon(t))
+		}
+		if !ok {
+			return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("entity %s has none of the types %s", id, ts)}
+		}
+	}
+	v.header(w)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(v.appendEntity(make([]byte, 0, 1024), e))
+	return nil
+}
+
+func (h *Handler) deleteEntity(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := h.b.Delete(r.Context(), tenant, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// readFragment reads a body that patches an entity: id and type optional,
+// but if given they must name the target entity.
+func (h *Handler) readFragment(w http.ResponseWriter, r *http.Request, id string, allowNull, allowMergePatch bool) (*broker.Entity, error) {
+	m, c, err := h.readObject(w, r, allowMergePatch)
+	if err != nil {
+		return nil, err
+	}
+	e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}, Fragment: true, AllowNull: allowNull, KeyValues: isKeyValues(r)})
+	if err != nil {
+		return nil, err
+	}
+	if e.ID != "" && e.ID != id {
+		return nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("the body's id %s differs from the entity %s of the path", e.ID, id)}
+	}
+	e.ID = id
+	return e, nil
+}
+
+func isKeyValues(r *http.Request) bool {
+	q := r.URL.Query()
+	for _, o := range splitList(q.Get("options")) {
+		if o == "keyValues" || o == "simplified" {
+			return true
+		}
+	}
+	f := q.Get("format")
+	return f == "keyValues" || f == "simplified"
+}
+
+func hasOption(r *http.Request, opt string) bool {
+	for _, o := range splitList(r.URL.Query().Get("options")) {
+		if o == opt {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	frag, err := h.readFragment(w, r, id, true, true)
+	if err != nil {
+		return err
+	}
+	if _, err := h.b.Merge(r.Context(), tenant, id, frag); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) replaceEntity(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	next, err := h.readFragment(w, r, id, false, false)
+	if err != nil {
+		return err
+	}
+	if _, err := h.b.Replace(r.Context(), tenant, id, next); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// writeUpdateResult answers an attribute operation: 204 if every attribute
+// was updated, 207 with an UpdateResult otherwise.
+func writeUpdateResult(w http.ResponseWriter, frag *broker.Entity, out broker.Outcome, c *jsonld.Context) error {
+	if len(out.NotUpdated) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	n := names{c}
+	skipped := map[string]bool{}
+	notUpdated := make([]map[string]any, 0, len(out.NotUpdated))
+	for _, nu := range out.NotUpdated {
+		skipped[nu.Attr] = true
+		notUpdated = append(notUpdated, map[string]any{"attributeName": n.Term(nu.Attr), "reason": nu.Reason})
+	}
+	updated := []string{}
+	for _, a := range frag.AttrNames() {
+		if !skipped[a] {
+			updated = append(updated, n.Term(a))
+		}
+	}
+	return writeJSON(w, http.StatusMultiStatus, map[string]any{"updated": updated, "notUpdated": notUpdated})
+}
+
+func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	frag, err := h.readFragment(w, r, id, false, false)
+	if err != nil {
+		return err
+	}
+	out, err := h.b.Append(r.Context(), tenant, id, frag, hasOption(r, "noOverwrite"))
+	if err != nil {
+		return err
+	}
+	c, _ := h.linkContext(r.Context(), r)
+	if c == nil {
+		c = jsonld.Core()
+	}
+	return writeUpdateResult(w, frag, out, c)
+}
+
+func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	frag, err := h.readFragment(w, r, id, false, false)
+	if err != nil {
+		return err
+	}
+	out, err := h.b.UpdateAttrs(r.Context(), tenant, id, frag)
+	if err != nil {
+		return err
+	}
+	c, _ := h.linkContext(r.Context(), r)
+	if c == nil {
+		c = jsonld.Core()
+	}
+	return writeUpdateResult(w, frag, out, c)
+}
+
+// readAttr reads the body of an attribute operation: one attribute.
+func (h *Handler) readAttr(w http.ResponseWriter, r *http.Request, allowNull bool) (string, string, *broker.Attribute, error) {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return "", "", nil, err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return "", "", nil, err
+	}
+	m, c, err := h.readObject(w, r, true)
+	if err != nil {
+		return "", "", nil, err
+	}
+	name, err := attrName(r, c)
+	if err != nil {
+		return "", "", nil, err
+	}
+	delete(m, "@context")
+	term := chi.URLParam(r, "attr")
+	if t, err := url.PathUnescape(term); err == nil {
+		term = t
+	}
+	frag := map[string]any{term: m}
+	e, err := broker.ParseEntity(frag, broker.ParseOptions{Names: names{c}, Fragment: true, AllowNull: allowNull})
+	if err != nil {
+		return "", "", nil, err
+	}
+	is := e.Attrs[name]
+	if len(is) != 1 {
+		return "", "", nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: "the body must hold one attribute"}
+	}
+	return tenant, id, is[0], nil
+}
+
+func (h *Handler) patchAttr(w http.ResponseWriter, r *http.Request) error {
+	tenant, id, a, err := h.readAttr(w, r, true)
+	if err != nil {
+		return err
+	}
+	c, _ := h.linkContext(r.Context(), r)
+	if c == nil {
+		c = jsonld.Core()
+	}
+	name, _ := attrName(r, c)
+	if a.Delete {
+		if _, err := h.b.DeleteAttr(r.Context(), tenant, id, name, a.DatasetID, false); err != nil {
+			return err
+		}
+	} else if _, err := h.b.PatchAttr(r.Context(), tenant, id, name, a); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) replaceAttr(w http.ResponseWriter, r *http.Request) error {
+	tenant, id, a, err := h.readAttr(w, r, false)
+	if err != nil {
+		return err
+	}
+	c, _ := h.linkContext(r.Context(), r)
+	if c == nil {
+		c = jsonld.Core()
+	}
+	name, _ := attrName(r, c)
+	if _, err := h.b.ReplaceAttr(r.Context(), tenant, id, name, a); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) deleteAttr(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	c, err := h.linkContext(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	name, err := attrName(r, c)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	ds := q.Get("datasetId")
+	if ds != "" && !broker.ValidURI(ds) {
+		return badParam("datasetId %q is not a URI", ds)
+	}
+	all := false
+	if s := q.Get("deleteAll"); s != "" {
+		if all, err = strconv.ParseBool(s); err != nil {
+			return badParam("deleteAll: %q is not true or false", s)
+		}
+	}
+	if _, err := h.b.DeleteAttr(r.Context(), tenant, id, name, ds, all); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// selection reads the entity selection of a query or purge: type, id,
+// idPattern, attrs.
+func selection(r *http.Request, c *jsonld.Context) (broker.Query, error) {
+	q := r.URL.Query()
+	n := names{c}
+	var sel broker.Query
+	for _, t := range splitList(q.Get("type")) {
+		sel.Types = append(sel.Types, n.Canon(t))
+	}
+	for _, id := range splitList(q.Get("id")) {
+		if !broker.ValidURI(id) {
+			return sel, badParam("id: %q is not a URI", id)
+		}
+		sel.IDs = append(sel.IDs, id)
+	}
+	if p := q.Get("idPattern"); p != "" {
+		if len(p) > 1024 {
+			return sel, badParam("idPattern: longer than 1024 characters")
+		}
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return sel, badParam("idPattern: %v", err)
+		}
+		sel.IDPattern = re
+	}
+	for _, a := range splitList(q.Get("attrs")) {
+		sel.Attrs = append(sel.Attrs, n.Canon(a))
+	}
+	return sel, nil
+}
+
+const defaultLimit = 20
+
+func (h *Handler) queryEntities(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	c, err := h.linkContext(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	v, err := h.parseView(r, c, true)
+	if err != nil {
+		return err
+	}
+	sel, err := selection(r, c)
+	if err != nil {
+		return err
+	}
+	if len(sel.Types) == 0 && len(sel.IDs) == 0 && sel.IDPattern == nil && len(sel.Attrs) == 0 {
+		return badParam("a query needs at least one of type, id, idPattern or attrs")
+	}
+	q := r.URL.Query()
+	sel.Limit = defaultLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return badParam("limit: %q is not a non-negative integer", s)
+		}
+		if n > h.b.MaxResults() {
+			return &broker.Error{Kind: broker.ErrTooManyResults, Detail: fmt.Sprintf("limit %d is over the maximum of %d", n, h.b.MaxResults())}
+		}
+		if n == 0 && !v.count {
+			return badParam("limit=0 is only allowed with count=true")
+		}
+		sel.Limit = n
+	}
+	if s := q.Get("offset"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return badParam("offset: %q is not a non-negative integer", s)
+		}
+		sel.Offset = n
+	}
+	res, err := h.b.Query(r.Context(), tenant, sel)
+	if err != nil {
+		return err
+	}
+	if v.count {
+		w.Header().Set("NGSILD-Results-Count", strconv.Itoa(res.Total))
+	}
+	v.header(w)
+	w.WriteHeader(http.StatusOK)
+	buf := make([]byte, 0, 1024*(len(res.Entities)+1))
+	if v.media == mediaGeoJSON {
+		buf = append(buf, `{"type":"FeatureCollection","features":`...)
+	}
+	buf = append(buf, '[')
+	for i, e := range res.Entities {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = v.appendEntity(buf, e)
+	}
+	buf = append(buf, ']')
+	if v.media == mediaGeoJSON {
+		buf = append(buf, '}')
+	}
+	_, _ = w.Write(buf)
+	return nil
+}
+
+func (h *Handler) purgeEntities(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	c, err := h.linkContext(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	sel, err := selection(r, c)
+	if err != nil {
+		return err
+	}
+	if len(sel.Types) == 0 && len(sel.IDs) == 0 && sel.IDPattern == nil {
+		return badParam("a purge needs type, id or idPattern: it will not delete everything")
+	}
+	p := broker.PurgeRequest{Query: sel}
+	q := r.URL.Query()
+	n := names{c}
+	for _, a := range splitList(q.Get("drop")) {
+		p.Drop = append(p.Drop, n.Canon(a))
+	}
+	for _, a := range splitList(q.Get("keep")) {
+		p.Keep = append(p.Keep, n.Canon(a))
+	}
+	if len(p.Drop) > 0 && len(p.Keep) > 0 {
+		return badParam("drop and keep cannot be combined")
+	}
+	outs, err := h.b.Purge(r.Context(), tenant, p)
+	if err != nil {
+		return err
+	}
+	return writeBatchResult(w, outs, http.StatusNoContent, nil)
+}
