@@ -11,17 +11,17 @@ import (
 
 // The NGSI-LD error types (GS CIM 009 clause 5.5.2).
 const (
-	errorBase                = "https://uri.etsi.org/ngsi-ld/errors/"
-	TypeInvalidRequest       = errorBase + "InvalidRequest"
-	TypeBadRequestData       = errorBase + "BadRequestData"
-	TypeAlreadyExists        = errorBase + "AlreadyExists"
+	errorBase                 = "https://uri.etsi.org/ngsi-ld/errors/"
+	TypeInvalidRequest        = errorBase + "InvalidRequest"
+	TypeBadRequestData        = errorBase + "BadRequestData"
+	TypeAlreadyExists         = errorBase + "AlreadyExists"
 	TypeOperationNotSupported = errorBase + "OperationNotSupported"
-	TypeResourceNotFound     = errorBase + "ResourceNotFound"
-	TypeInternalError        = errorBase + "InternalError"
-	TypeTooManyResults       = errorBase + "TooManyResults"
+	TypeResourceNotFound      = errorBase + "ResourceNotFound"
+	TypeInternalError         = errorBase + "InternalError"
+	TypeTooManyResults        = errorBase + "TooManyResults"
 	TypeLdContextNotAvailable = errorBase + "LdContextNotAvailable"
-	TypeNonexistentTenant    = errorBase + "NonexistentTenant"
-	TypeConflict             = errorBase + "Conflict"
+	TypeNonexistentTenant     = errorBase + "NonexistentTenant"
+	TypeConflict              = errorBase + "Conflict"
 )
 
 // Errors of the HTTP layer itself.
