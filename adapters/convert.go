@@ -75,7 +75,9 @@ func checkInt(v int64, s string) (int64, error) {
 	return v, nil
 }
 
-func isGroupRune(r rune) bool { return r == ' ' || r == '\'' || r == '\u00A0' || r == '\u202F' || r == '’' }
+func isGroupRune(r rune) bool {
+	return r == ' ' || r == '\'' || r == '\u00A0' || r == '\u202F' || r == '’'
+}
 
 // cleanNumber rewrites s as an ASCII number strconv can read.
 func cleanNumber(s string, decimal byte) (string, error) {
@@ -284,8 +286,12 @@ func isDigits(s string) bool {
 }
 
 // FormatDateTime writes t as RFC 3339 with the offset of its location,
-// adding fractional seconds only when t has them.
+// adding fractional seconds only when t has them. Offsets RFC 3339 cannot
+// write (local mean time before 1900 has seconds in it) are written as UTC.
 func FormatDateTime(t time.Time) string {
+	if _, off := t.Zone(); off%60 != 0 {
+		t = t.UTC()
+	}
 	if t.Nanosecond() != 0 {
 		return t.Format(time.RFC3339Nano)
 	}

@@ -219,6 +219,11 @@ func (t *template) render(ec *evalCtx) (string, error) {
 			ec.col = col
 		}
 		s := strings.TrimSpace(valueString(v))
+		if s == "" && t.escape {
+			ec.col = col
+			ec.buf = b
+			return "", fmt.Errorf("placeholder {{%s}}: %w", p.ref.name, ErrRequiredEmpty)
+		}
 		for _, f := range p.filters {
 			if s, err = applyFilter(f, s, ec.m.loc); err != nil {
 				ec.buf = b
