@@ -537,7 +537,7 @@ func TestBatchOperations(t *testing.T) {
 				wantTemps("11 20 3")(t, r)
 			}},
 		{name: "upsert replaces", method: "POST", path: ops + "upsert", status: 204,
-			body: `[{"id":"urn:ngsi-ld:Room:a","type":"Room","hum":{"type":"Property","value":50}}]`,
+			body:  `[{"id":"urn:ngsi-ld:Room:a","type":"Room","hum":{"type":"Property","value":50}}]`,
 			check: wantTemps("<nil> 20 3")},
 		{name: "upsert update", method: "POST", path: ops + "upsert?options=update", status: 204,
 			body: `[{"id":"urn:ngsi-ld:Room:a","type":"Room","temp":{"type":"Property","value":12}}]`,
