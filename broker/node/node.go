@@ -82,9 +82,9 @@ type Node struct {
 // Start starts a node and returns when it serves. A failure at start (data
 // dir not writable, port in use, NATS unreachable) is returned as one clear
 // error, with everything started so far stopped again.
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
-	n = &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), done: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), done: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.close()
