@@ -65,12 +65,8 @@ func ParseLink(h string) (string, error) {
 					return "", err
 				}
 			}
-			if strings.EqualFold(name, "rel") {
-				for _, rel := range strings.Fields(value) {
-					if strings.EqualFold(rel, ContextRel) {
-						isContext = true
-					}
-				}
+			if strings.EqualFold(name, "rel") && hasRel(value, ContextRel) {
+				isContext = true
 			}
 		}
 		if !isContext {
@@ -89,6 +85,10 @@ func ParseLink(h string) (string, error) {
 // linkParamValue reads a quoted-string or a bare value starting at h[i].
 func linkParamValue(h string, i int) (string, int, error) {
 	if i < len(h) && h[i] == '"' {
+		// Fast path: no escapes, the value is a substring.
+		if end := strings.IndexAny(h[i+1:], "\\\""); end >= 0 && h[i+1+end] == '"' {
+			return h[i+1 : i+1+end], i + end + 2, nil
+		}
 		var b strings.Builder
 		for j := i + 1; j < len(h); j++ {
 			switch h[j] {
@@ -110,6 +110,23 @@ func linkParamValue(h string, i int) (string, int, error) {
 		i++
 	}
 	return h[start:i], i, nil
+}
+
+// hasRel reports whether the space-separated relation types in value
+// include rel (compared case-insensitively, RFC 8288 section 3.3).
+func hasRel(value, rel string) bool {
+	for value != "" {
+		value = strings.TrimLeft(value, " \t")
+		end := strings.IndexAny(value, " \t")
+		if end < 0 {
+			end = len(value)
+		}
+		if strings.EqualFold(value[:end], rel) {
+			return true
+		}
+		value = value[end:]
+	}
+	return false
 }
 
 func skipSpace(h string, i int) int {

@@ -3,7 +3,6 @@ package jsonld
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,9 +82,11 @@ type Loader struct {
 	fetches atomic.Int64 // network and file reads started
 }
 
+// contextKey identifies a processed context: a URL (from Load of a string
+// or from a Link header) or the hash of an in-body value.
 type contextKey struct {
-	hashed bool   // s is a SHA-256 of canonical JSON, else a URL
-	s      string // URL or hash
+	url  string
+	hash [32]byte // SHA-256 of the canonical encoding; zero for URLs
 }
 
 type cachedContext struct {
@@ -173,26 +174,32 @@ func NewLoader(o LoaderOptions) *Loader {
 // retrieved, or ctx ended) or ErrInvalidContext (the value or a document is
 // not a valid context).
 func (l *Loader) Load(ctx context.Context, raw any) (*Context, error) {
-	var key contextKey
 	switch v := raw.(type) {
 	case nil:
 		return Core(), nil
 	case string:
-		if v == CoreContextURL {
-			return Core(), nil
-		}
-		key = contextKey{s: v}
+		return l.loadURL(ctx, v)
 	case map[string]any, []any, []string:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, invalid("%v", err)
+		sum, ok := hashJSON(v)
+		if !ok {
+			return nil, invalid("the @context holds a value that is not JSON")
 		}
-		sum := sha256.Sum256(b)
-		key = contextKey{hashed: true, s: string(sum[:])}
+		return l.load(ctx, contextKey{hash: sum}, raw)
 	default:
 		return nil, invalid("an @context must be a URL, an object, an array or null, not %s", jsonKind(raw))
 	}
+}
 
+func (l *Loader) loadURL(ctx context.Context, u string) (*Context, error) {
+	if u == CoreContextURL {
+		return Core(), nil
+	}
+	return l.load(ctx, contextKey{url: u}, nil)
+}
+
+// load returns the cached Context for key or processes raw (key.url when
+// raw is nil) and caches the result.
+func (l *Loader) load(ctx context.Context, key contextKey, raw any) (*Context, error) {
 	l.mu.Lock()
 	cached, ok := l.contexts.get(key)
 	if ok && !cached.expires.IsZero() && !l.now().Before(cached.expires) {
@@ -206,6 +213,9 @@ func (l *Loader) Load(ctx context.Context, raw any) (*Context, error) {
 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrContextNotAvailable, err)
+	}
+	if raw == nil {
+		raw = key.url
 	}
 	p := newProcessor(ctx, l)
 	if err := p.process(raw, ""); err != nil {
@@ -233,7 +243,7 @@ func (l *Loader) LoadLink(ctx context.Context, linkHeader string) (*Context, err
 	if u == "" {
 		return Core(), nil
 	}
-	return l.Load(ctx, u)
+	return l.loadURL(ctx, u)
 }
 
 // document returns the "@context" value of the document at u (core URLs are
