@@ -40,6 +40,7 @@ type Broker struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenant
+	idLocks [idStripes]sync.Mutex
 	ctx     context.Context
 	cancel  context.CancelFunc
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
 	"regexp"
 	"time"
 
@@ -175,10 +177,23 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 	}
 }
 
+// maxAttempts bounds the retries of a write that keeps losing races.
+const maxAttempts = 64
+
 // retry runs a job that lost a race, on the stream's latest state, until it
 // commits or the attempts run out.
 func (b *Broker) retry(ctx context.Context, t *tenant, j *job) {
-	for attempt := 0; attempt < 16; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			// Back off with jitter so that racing writers spread out.
+			d := time.Duration(1+rand.IntN(1<<min(attempt, 7))) * time.Millisecond
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				j.out.Err = fmt.Errorf("%w: %v", ErrConflict, ctx.Err())
+				return
+			}
+		}
 		cur, typ, seq, err := b.latest(ctx, t, j.id)
 		if err != nil {
 			j.out.Err = err
@@ -210,9 +225,21 @@ func (b *Broker) one(ctx context.Context, tenantName string, create bool, id str
 		return Outcome{}, err
 	}
 	j := &job{id: id, step: step, out: Outcome{ID: id}}
+	// Writers of one entity in this process take turns, so that they do
+	// not race each other on the stream; other replicas still may.
+	l := &b.idLocks[stripe(id)]
+	l.Lock()
+	defer l.Unlock()
 	b.run(ctx, t, []*job{j})
 	return j.out, j.out.Err
 }
+
+var stripeSeed = maphash.MakeSeed()
+
+func stripe(id string) int { return int(maphash.String(stripeSeed, id) % idStripes) }
+
+// idStripes is the number of per-entity write locks.
+const idStripes = 256
 
 func notFound(id string) error {
 	return &Error{Kind: ErrNotFound, Detail: fmt.Sprintf("entity %s not found", id), Entity: id}

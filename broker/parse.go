@@ -64,7 +64,8 @@ func DecodeJSON(data []byte) (any, error) {
 func describeJSONError(data []byte, err error) error {
 	switch e := err.(type) {
 	case *json.SyntaxError:
-		line, col := lineCol(data, e.Offset)
+		// Offset counts the offending byte itself: the error is at the byte before.
+		line, col := lineCol(data, e.Offset-1)
 		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, e)
 	}
 	if err.Error() == "EOF" {
@@ -77,9 +78,7 @@ func describeJSONError(data []byte, err error) error {
 }
 
 func lineCol(data []byte, off int64) (int, int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
+	off = max(0, min(off, int64(len(data))))
 	line, col := 1, 1
 	for _, c := range data[:off] {
 		if c == '\n' {

@@ -545,3 +545,23 @@ func TestExpandCompactDoNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Arrays of nulls or of core URLs must not copy the core per element.
+func TestRepeatedResetsAreCheap(t *testing.T) {
+	raw := make([]any, 0, 2000)
+	for range 1000 {
+		raw = append(raw, nil, CoreContextURL)
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		p := newProcessor(context.Background(), nil)
+		p.active.terms["user"] = termDef{iri: "http://x.org/user"} // make the first null reset
+		p.pristine, p.coreOnTop = false, false
+		if err := p.process(raw, ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// One copy of the core for newProcessor and one for the first null.
+	if allocs > 40 {
+		t.Errorf("processing 2000 nulls and core URLs made %v allocations", allocs)
+	}
+}

@@ -79,7 +79,33 @@ type Loader struct {
 	docs     *lru[string, cachedDoc]
 	flights  map[string]*flight
 
-	fetches atomic.Int64 // network and file reads started
+	hits, misses, fetches, failures atomic.Int64
+}
+
+// LoaderStats are a Loader's counters since NewLoader, for the broker's
+// metrics.
+type LoaderStats struct {
+	ContextHits   int64 // Load/LoadLink answered from the processed-context cache
+	ContextMisses int64 // Load/LoadLink that processed a context
+	Fetches       int64 // documents read from the network or from Files
+	FetchFailures int64 // of those, the ones that failed
+	Contexts      int   // processed contexts held in the cache now
+	Documents     int   // documents (and remembered failures) held now
+}
+
+// Stats returns a snapshot of the Loader's counters.
+func (l *Loader) Stats() LoaderStats {
+	l.mu.Lock()
+	nc, nd := l.contexts.len(), l.docs.len()
+	l.mu.Unlock()
+	return LoaderStats{
+		ContextHits:   l.hits.Load(),
+		ContextMisses: l.misses.Load(),
+		Fetches:       l.fetches.Load(),
+		FetchFailures: l.failures.Load(),
+		Contexts:      nc,
+		Documents:     nd,
+	}
 }
 
 // contextKey identifies a processed context: a URL (from Load of a string
@@ -208,8 +234,10 @@ func (l *Loader) load(ctx context.Context, key contextKey, raw any) (*Context, e
 	}
 	l.mu.Unlock()
 	if ok {
+		l.hits.Add(1)
 		return cached.ctx, nil
 	}
+	l.misses.Add(1)
 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrContextNotAvailable, err)
@@ -314,6 +342,7 @@ func (l *Loader) run(ctx context.Context, u string, f *flight, fetch func(contex
 	now := l.now()
 	d := cachedDoc{value: value, err: err, expires: now.Add(l.opts.TTL)}
 	if err != nil {
+		l.failures.Add(1)
 		d.value = nil
 		d.expires = now.Add(l.opts.NegativeTTL)
 		l.log.Warn("context fetch failed", "url", u, "error", err)

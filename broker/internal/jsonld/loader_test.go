@@ -533,3 +533,31 @@ func TestLRUEviction(t *testing.T) {
 		t.Errorf("cache holds %d contexts, want 2", n)
 	}
 }
+
+func TestConnectionRefused(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := srv.URL + "/ctx.jsonld"
+	srv.Close() // nothing listens on that port any more
+	l := NewLoader(LoaderOptions{Timeout: 2 * time.Second})
+	_, err := l.Load(context.Background(), []any{u})
+	if !errors.Is(err, ErrContextNotAvailable) || !strings.Contains(err.Error(), u) {
+		t.Fatalf("Load = %v, want ErrContextNotAvailable naming the URL", err)
+	}
+	st := l.Stats()
+	if st.Fetches != 1 || st.FetchFailures != 1 || st.ContextMisses != 1 || st.Contexts != 0 || st.Documents != 1 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestStatsCountHits(t *testing.T) {
+	l := offline(t, LoaderOptions{})
+	raw := map[string]any{"a": "http://x.org/a"}
+	for range 3 {
+		if _, err := l.Load(context.Background(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := l.Stats(); st.ContextHits != 2 || st.ContextMisses != 1 || st.Contexts != 1 || st.Fetches != 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+}

@@ -49,10 +49,16 @@ type processor struct {
 	stack   []string              // remote contexts being processed (cycle detection)
 	refs    int                   // remote references followed so far
 	expires time.Time             // earliest expiry of the documents used
+
+	// pristine: active is a fresh copy of the core (a null needs no reset);
+	// coreOnTop: nothing changed since the core was last applied (applying
+	// it again is a no-op). They keep hostile arrays of nulls or of core
+	// URLs linear in their length.
+	pristine, coreOnTop bool
 }
 
 func newProcessor(ctx context.Context, docs documentSource) *processor {
-	return &processor{ctx: ctx, docs: docs, active: fromCore(), initial: fromCore}
+	return &processor{ctx: ctx, docs: docs, active: fromCore(), initial: fromCore, pristine: true, coreOnTop: true}
 }
 
 // finish applies the core context last and builds the immutable Context.
@@ -68,6 +74,10 @@ func (p *processor) finish(source any) *Context {
 
 // applyCore (re)applies the core definitions over the active context.
 func (p *processor) applyCore() {
+	if p.coreOnTop {
+		return
+	}
+	p.coreOnTop = true
 	c := Core()
 	maps.Copy(p.active.terms, c.terms)
 	p.active.vocab = c.vocab
@@ -82,7 +92,10 @@ func invalid(format string, args ...any) error {
 func (p *processor) process(v any, docURL string) error {
 	switch v := v.(type) {
 	case nil:
-		p.active = p.initial()
+		if !p.pristine {
+			p.active = p.initial()
+			p.pristine, p.coreOnTop = true, true
+		}
 		return nil
 	case string:
 		return p.processRef(v, docURL)
@@ -153,6 +166,10 @@ func resolveRef(ref, docURL string) (string, error) {
 }
 
 func (p *processor) processRef(ref, docURL string) error {
+	if IsCoreURL(ref) {
+		p.applyCore()
+		return nil
+	}
 	u, err := resolveRef(ref, docURL)
 	if err != nil {
 		return err
@@ -174,6 +191,7 @@ func (p *processor) processRef(ref, docURL string) error {
 	if p.docs == nil {
 		return invalid("remote context %s not allowed here", u)
 	}
+	p.pristine, p.coreOnTop = false, false
 	if err := p.ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrContextNotAvailable, u, err)
 	}
@@ -197,6 +215,7 @@ func (p *processor) processRef(ref, docURL string) error {
 // Processing, step 5.5 onwards).
 func (p *processor) processObject(m map[string]any, docURL string) error {
 	remote := len(p.stack) > 0
+	p.pristine, p.coreOnTop = false, false
 	if imp, ok := m["@import"]; ok {
 		merged, err := p.importContext(imp, m, docURL)
 		if err != nil {
