@@ -85,7 +85,7 @@ func AppendEntity(dst []byte, e *Entity, o RenderOptions) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendAttr(dst, a, o, o.Format == Simplified)
+			dst = appendAttr(dst, a, o, true)
 		}
 		dst = append(dst, ']')
 	}
@@ -158,6 +158,8 @@ func termsOf(v any, names Names) any {
 	return v
 }
 
+// appendAttr appends one attribute instance; inArray says it is one of the
+// instances of a multi-attribute.
 func appendAttr(dst []byte, a *Attribute, o RenderOptions, inArray bool) []byte {
 	if o.Format == Simplified {
 		if inArray && a.DatasetID != "" {
@@ -170,7 +172,9 @@ func appendAttr(dst []byte, a *Attribute, o RenderOptions, inArray bool) []byte 
 		}
 		return appendValue(dst, simpleValue(a, o.Names))
 	}
-	bare := o.Format == Concise && a.Sub == nil && a.DatasetID == "" && a.ObservedAt == "" && a.UnitCode == "" && !o.SysAttrs
+	// An instance of a multi-attribute is never bare: a bare value in the
+	// array would turn the array into one Property's value on reading.
+	bare := o.Format == Concise && !inArray && a.Sub == nil && a.DatasetID == "" && a.ObservedAt == "" && a.UnitCode == "" && !o.SysAttrs
 	if bare && a.Type == Property && !ambiguousBare(a.Value) {
 		return appendValue(dst, a.Value)
 	}
