@@ -39,24 +39,28 @@ func runSteps(t *testing.T, s *server, steps []step) {
 func runCases(t *testing.T, s *server, steps []step, stop bool) {
 	t.Helper()
 	for _, st := range steps {
-		ok := t.Run(st.name, func(t *testing.T) {
-			r := s.do(t, st.method, st.path, st.body, st.hdr...)
-			if st.problem != "" {
-				checkProblem(t, r, st.status, st.problem, st.detail...)
-			} else {
-				mustStatus(t, r, st.status)
-			}
-			if r.status >= 400 && !isProblem(r.body) {
-				t.Fatalf("error answer is not ProblemDetails: %s", r.body)
-			}
-			if st.check != nil {
-				st.check(t, r)
-			}
-		})
+		ok := t.Run(st.name, func(t *testing.T) { runStep(t, s, st) })
 		if !ok && stop {
 			// Later steps depend on earlier ones.
 			t.FailNow()
 		}
+	}
+}
+
+// runStep sends one step's request and checks the answer.
+func runStep(t *testing.T, s *server, st step) {
+	t.Helper()
+	r := s.do(t, st.method, st.path, st.body, st.hdr...)
+	if st.problem != "" {
+		checkProblem(t, r, st.status, st.problem, st.detail...)
+	} else {
+		mustStatus(t, r, st.status)
+	}
+	if r.status >= 400 && !isProblem(r.body) {
+		t.Fatalf("error answer is not ProblemDetails: %s", r.body)
+	}
+	if st.check != nil {
+		st.check(t, r)
 	}
 }
 
