@@ -36,22 +36,41 @@ func piazzaBinary(t *testing.T) string {
 		t.Skip("builds and runs the piazza binary; skipped with -short")
 	}
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "piazza-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "piazza")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binPath, buildErr = buildPiazza(true)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binPath
 }
+
+// piazzaBinaryFor builds the binary without the race detector, for benchmarks.
+func piazzaBinaryFor(tb testing.TB) string {
+	tb.Helper()
+	bin, err := buildPiazza(false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bin
+}
+
+func buildPiazza(race bool) (string, error) {
+	dir, err := os.MkdirTemp("", "piazza-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "piazza")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
 
 // proc is a running piazza process.
 type proc struct {
@@ -66,7 +85,11 @@ var addrLine = regexp.MustCompile(`msg="serving the NGSI-LD API".* addr=(\S+)`)
 // startPiazza runs 'piazza serve' with args and waits until it serves.
 func startPiazza(t *testing.T, args ...string) *proc {
 	t.Helper()
-	bin := piazzaBinary(t)
+	return startPiazzaBin(t, piazzaBinary(t), args...)
+}
+
+func startPiazzaBin(t testing.TB, bin string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -105,7 +128,7 @@ func (p *proc) logText() string {
 	return p.logs.String()
 }
 
-func (p *proc) kill9(t *testing.T) {
+func (p *proc) kill9(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
