@@ -71,7 +71,6 @@ func buildPiazza(race bool) (string, error) {
 	return bin, nil
 }
 
-
 // proc is a running piazza process.
 type proc struct {
 	cmd  *exec.Cmd
