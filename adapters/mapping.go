@@ -20,7 +20,9 @@ const CoreContext = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.j
 // Entity is one NGSI-LD entity in normalized form, ready for encoding/json:
 // "id", "type", "@context" and one map per attribute
 // ({"type":"Property","value":...,"observedAt":...,"unitCode":...}).
-// An Entity is owned by whoever holds it; nothing else keeps a reference.
+// An Entity is owned by whoever holds it and may be given its own top-level
+// keys (a sink adds "@context"), but attribute objects are read-only: the
+// objects of constant attributes are shared by every entity of a mapping.
 type Entity map[string]any
 
 // ID returns the entity id.
@@ -102,6 +104,9 @@ type attribute struct {
 	lon, lat   *expr
 	unitCode   string
 	observedAt *expr
+	// shared is the attribute object of a constant attribute, built once at
+	// compile time and shared by every entity (see Entity).
+	shared map[string]any
 }
 
 const (
@@ -226,6 +231,22 @@ type evalCtx struct {
 	valCol int
 	col    int
 	buf    []byte
+	// the last date parsed: a record's date is often read three times
+	// (id, observedAt, a date attribute)
+	lastDate string
+	lastTime time.Time
+	lastPrec Precision
+}
+
+func (ec *evalCtx) parseTime(s string) (time.Time, Precision, error) {
+	if s == ec.lastDate && s != "" {
+		return ec.lastTime, ec.lastPrec, nil
+	}
+	t, p, err := ParseTime(s, ec.m.loc)
+	if err == nil {
+		ec.lastDate, ec.lastTime, ec.lastPrec = s, t, p
+	}
+	return t, p, err
 }
 
 func (ec *evalCtx) get(r *fieldRef) (any, int, error) {
@@ -299,6 +320,10 @@ func (t *entityTmpl) build(ec *evalCtx) (Entity, error) {
 	var observed any
 	observedDone := false
 	for _, a := range t.attrs {
+		if a.shared != nil {
+			e[a.name] = a.shared
+			continue
+		}
 		ec.col = -1
 		var v any
 		var ok bool
@@ -474,7 +499,7 @@ func (e *expr) eval(ec *evalCtx) (any, bool, error) {
 		}
 		v = lv
 	}
-	out, err := convert(v, e.conv, ec.m)
+	out, err := convert(v, e.conv, ec)
 	if err != nil {
 		return nil, false, err
 	}
@@ -492,7 +517,8 @@ func (e *expr) emptyResult() (any, bool, error) {
 }
 
 // convert applies a conversion to a non-empty value.
-func convert(v any, conv int, m *Mapping) (any, error) {
+func convert(v any, conv int, ec *evalCtx) (any, error) {
+	m := ec.m
 	switch conv {
 	case convNone:
 		if s, ok := v.(string); ok {
@@ -534,7 +560,7 @@ func convert(v any, conv int, m *Mapping) (any, error) {
 		}
 		return ParseBool(valueString(v))
 	case convDateTime, convDate, convEndDate, convMonth:
-		t, p, err := ParseTime(valueString(v), m.loc)
+		t, p, err := ec.parseTime(strings.TrimSpace(valueString(v)))
 		if err != nil {
 			return nil, err
 		}

@@ -426,6 +426,27 @@ func (m *Mapping) compileAttr(name string, s *attrSpec, unpivot bool) (*attribut
 			return nil, fmt.Errorf("%s: observedAt: %v", where(s.line), err)
 		}
 	}
+	if a.e != nil && a.e.kind == exprConst && a.observedAt == nil {
+		switch a.kind {
+		case kindProperty:
+			a.shared = map[string]any{"type": "Property", "value": a.e.constVal}
+			if a.unitCode != "" {
+				a.shared["unitCode"] = a.unitCode
+			}
+		case kindRelationship:
+			s, ok := a.e.constVal.(string)
+			if !ok || checkURI(s) != nil {
+				return nil, fmt.Errorf("%s: a relationship needs a URI", where(0))
+			}
+			a.shared = map[string]any{"type": "Relationship", "object": s}
+		case kindGeoProperty:
+			g, err := toGeometry(a.e.constVal)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", where(0), err)
+			}
+			a.shared = map[string]any{"type": "GeoProperty", "value": g}
+		}
+	}
 	return a, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -225,7 +224,8 @@ func (t *template) render(ec *evalCtx) (string, error) {
 			return "", fmt.Errorf("placeholder {{%s}}: %w", p.ref.name, ErrRequiredEmpty)
 		}
 		for _, f := range p.filters {
-			if s, err = applyFilter(f, s, ec.m.loc); err != nil {
+			if s, err = applyFilter(f, s, ec); err != nil {
+				ec.col = col
 				ec.buf = b
 				return "", fmt.Errorf("placeholder {{%s}}: %w", p.ref.name, err)
 			}
@@ -240,10 +240,10 @@ func (t *template) render(ec *evalCtx) (string, error) {
 	return string(b), nil
 }
 
-func applyFilter(f filter, s string, loc *time.Location) (string, error) {
+func applyFilter(f filter, s string, ec *evalCtx) (string, error) {
 	switch f.kind {
 	case filterDate, filterMonth, filterYear, filterDateTime:
-		tm, _, err := ParseTime(s, loc)
+		tm, _, err := ec.parseTime(s)
 		if err != nil {
 			return "", err
 		}
