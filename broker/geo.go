@@ -63,7 +63,11 @@ func validateGeometry(v any, depth int) error {
 	if !ok {
 		return fmt.Errorf("%s has no coordinates", t)
 	}
-	return validateCoords(t, c)
+	if err := validateCoords(t, c); err != nil {
+		// The errors of positions and rings start with their path ("[0][1]: ...").
+		return fmt.Errorf("%s coordinates%w", t, err)
+	}
+	return nil
 }
 
 func validateCoords(t string, c any) error {
@@ -87,10 +91,10 @@ func validateCoords(t string, c any) error {
 func eachOf(c any, min int, f func(any) error) error {
 	arr, ok := c.([]any)
 	if !ok {
-		return fmt.Errorf("coordinates: expected an array, got %s", jsonKind(c))
+		return fmt.Errorf(": expected an array, got %s", jsonKind(c))
 	}
 	if len(arr) < min {
-		return fmt.Errorf("coordinates: expected at least %d elements, got %d", min, len(arr))
+		return fmt.Errorf(": expected at least %d elements, got %d", min, len(arr))
 	}
 	for i, x := range arr {
 		if err := f(x); err != nil {

@@ -373,7 +373,7 @@ func parseAttr(v any, name string, o ParseOptions, depth int) (*Attribute, error
 	key := a.Type.ValueKey()
 	val, has := m[key]
 	if !has {
-		return nil, fmt.Errorf("a %s needs a %q member", a.Type, key)
+		return nil, fmt.Errorf("a %s needs the member %q", a.Type, key)
 	}
 	if isNull(val) {
 		if o.AllowNull {
