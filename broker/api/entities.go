@@ -201,7 +201,7 @@ func (h *Handler) createEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}})
+	e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}, KeyValues: isKeyValues(r)})
 	if err != nil {
 		return err
 	}
