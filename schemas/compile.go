@@ -134,6 +134,9 @@ func analyse(root *document, lookup docLookup) (*analysis, error) {
 	if err := a.checkCycles(); err != nil {
 		return nil, err
 	}
+	if err := a.checkExpansion(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -386,11 +389,57 @@ func (a *analysis) checkCycles() error {
 	return nil
 }
 
+// maxExpansion bounds how many subschemas may apply to one value of the
+// document. gojsonschema validates a value against every one of them, so
+// shared $refs under allOf/anyOf/oneOf can make the work grow exponentially
+// with the schema's size (a "billion laughs" of schemas) without any cycle.
+const maxExpansion = 10000
+
+// checkExpansion refuses a schema under which more than maxExpansion
+// subschemas apply to a single value. It runs after checkCycles, on the
+// acyclic graph of same-instance edges.
+func (a *analysis) checkExpansion() error {
+	count := make(map[position]int, len(a.visited))
+	var expand func(p position) int
+	expand = func(p position) int {
+		if n, ok := count[p]; ok {
+			return n
+		}
+		n := 1
+		for _, q := range a.sameInstance(p) {
+			n += expand(q)
+			if n > maxExpansion {
+				n = maxExpansion + 1
+				break
+			}
+		}
+		count[p] = n
+		return n
+	}
+	ps := make([]position, 0, len(a.visited))
+	for p := range a.visited {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
+	for _, p := range ps {
+		if expand(p) > maxExpansion {
+			return fmt.Errorf("%w: more than %d subschemas apply to a single value at %s (shared $refs under allOf/anyOf/oneOf multiply); validation would take too long", ErrInvalidSchema, maxExpansion, p)
+		}
+	}
+	return nil
+}
+
 // compileSchema turns a checked document into a gojsonschema schema, with
 // every document its $refs reach preloaded under the URL forms they are
 // reached by. gojsonschema is given a loader factory that refuses every
 // document, so nothing can be fetched even if the analysis missed a $ref.
-func compileSchema(root *document, lookup docLookup) (s *gojsonschema.Schema, err error) {
+func compileSchema(root *document, lookup docLookup) (*gojsonschema.Schema, error) {
+	return compileWith(root, lookup, true)
+}
+
+// compileWith is compileSchema with the rewrites of optimize.go optional
+// (benchmarks compare with and without).
+func compileWith(root *document, lookup docLookup, rewrite bool) (s *gojsonschema.Schema, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s, err = nil, fmt.Errorf("%w: %s: gojsonschema failed: %v", ErrInvalidSchema, root.owner, p)
@@ -416,6 +465,9 @@ func compileSchema(root *document, lookup docLookup) (s *gojsonschema.Schema, er
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidSchema, d.owner, err)
 		}
+		if rewrite {
+			rewriteExclusiveOneOf(tree)
+		}
 		if f != d.id {
 			// Under another URL form: without "$id", or gojsonschema would
 			// register the same $id twice.
@@ -428,6 +480,9 @@ func compileSchema(root *document, lookup docLookup) (s *gojsonschema.Schema, er
 	tree, err := decodeJSON(root.raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidSchema, root.owner, err)
+	}
+	if rewrite {
+		rewriteExclusiveOneOf(tree)
 	}
 	s, err = sl.Compile(treeLoader(tree))
 	if err != nil {

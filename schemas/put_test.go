@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -46,6 +47,7 @@ func TestPutRefused(t *testing.T) {
 		{"bad type", "Bad", "", `{"type": "entity"}`, ErrInvalidSchema, "entity"},
 		{"bad minimum", "Bad", "", `{"minimum": "zero"}`, ErrInvalidSchema, "minimum"},
 		{"relative $id", "Bad", "", `{"$id": "Bad.json"}`, ErrInvalidSchema, "absolute"},
+		{"expansion bomb", "Bad", "", schemaBomb(30), ErrInvalidSchema, "more than 10000 subschemas"},
 		{"embedded $id", "Bad", "", `{"$id": "` + commonURL + `"}`, ErrConflict, "common-schema"},
 		{"other model's $id", "Bad", "", `{"$id": "https://city.example/Owned.json"}`, ErrConflict, "Owned"},
 		{"type bound elsewhere", "Bad", "https://city.example/ns/Owned", `{}`, ErrConflict, "Owned"},
@@ -68,6 +70,18 @@ func TestPutRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// schemaBomb builds a schema without cycles under which 2^n subschemas apply
+// to the document: d0 = allOf[d1, d1], d1 = allOf[d2, d2], ...
+func schemaBomb(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"$ref": "#/definitions/d0", "definitions": {`)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `"d%d": {"allOf": [{"$ref": "#/definitions/d%d"}, {"$ref": "#/definitions/d%d"}]}, `, i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, `"d%d": {"type": "object"}}}`, n)
+	return b.String()
 }
 
 // Legitimate recursion descends into the document and must keep working.
@@ -118,7 +132,7 @@ func TestPutReplaceDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"/location: must match exactly one of the allowed forms (oneOf); got an object with 2 properties (oneOf)",
+		"/location: must match at least one of the allowed forms (anyOf); got an object with 2 properties (anyOf)",
 		"/location/coordinates: must have at least 2 items; got 1 items (minItems)",
 		"/seats: must be greater than or equal to 1; got number 0 (minimum)",
 	}
