@@ -130,7 +130,7 @@ func TestANPRPresets(t *testing.T) {
 				"urn:ngsi-ld:KeyPerformanceIndicator:anpr:attivita-residenti:020030:certificati:2024-01": {
 					"type": "KeyPerformanceIndicator", "kpiValue": int64(782), "calculationFrequency": "monthly",
 					"calculationPeriod": map[string]any{"from": "2024-01-01", "to": "2024-01-31"}},
-				"urn:ngsi-ld:KeyPerformanceIndicator:anpr:attivita-residenti:083048:totale:2024-01": {"kpiValue": int64(5110)},
+				"urn:ngsi-ld:KeyPerformanceIndicator:anpr:attivita-residenti:083048:totale:2024-01":     {"kpiValue": int64(5110)},
 				"urn:ngsi-ld:KeyPerformanceIndicator:anpr:attivita-residenti:083048:rettifiche:2024-01": {"kpiValue": int64(15)},
 			},
 		},
@@ -141,7 +141,7 @@ func TestANPRPresets(t *testing.T) {
 				"urn:ngsi-ld:Observation:anpr:certificati:2021-12:aire:stato-famiglia-aire:bollo": {
 					"obsValue": int64(223), "timePeriod": "2021-12", "freq": "M", "refArea": "IT"},
 				"urn:ngsi-ld:Observation:anpr:certificati:2021-12:aire:stato-famiglia-aire:carta-libera": {"obsValue": int64(209)},
-				"urn:ngsi-ld:Observation:anpr:certificati:2021-12:aire:stato-famiglia-aire:totale": {"obsValue": int64(432)},
+				"urn:ngsi-ld:Observation:anpr:certificati:2021-12:aire:stato-famiglia-aire:totale":       {"obsValue": int64(432)},
 			},
 		},
 	}
