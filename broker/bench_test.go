@@ -48,3 +48,31 @@ func BenchmarkBatchUpsert(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*per)/b.Elapsed().Seconds(), "entities/s")
 }
+
+// BenchmarkReadModelLoad measures how fast a broker loads the current state
+// of 100,000 stored entities from the log at start.
+func BenchmarkReadModelLoad(b *testing.B) {
+	br, ns := startBroker(b, Options{})
+	const total = 100_000
+	ctx := context.Background()
+	var batch []*Entity
+	for i := 0; i < total; i++ {
+		batch = append(batch, benchEntity(b, i, 0))
+		if len(batch) == 1000 {
+			if _, err := br.Batch(ctx, "", BatchUpsert, batch, BatchOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.ResetTimer()
+	b.ReportAllocs()
+	for b.Loop() {
+		nb := brokerOn(b, ns, Options{})
+		if got := nb.tenants[""].rm.count(); got != total {
+			b.Fatalf("loaded %d entities", got)
+		}
+		nb.Close()
+	}
+	b.ReportMetric(float64(total)*float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+}

@@ -492,6 +492,10 @@ func inferType(m map[string]any) AttrType {
 func has(m map[string]any, k string) bool { _, ok := m[k]; return ok }
 
 func parseValue(t AttrType, v any, o ParseOptions) (any, error) {
+	if o.stored {
+		// The broker's own stored form was checked when it was written.
+		return v, nil
+	}
 	switch t {
 	case Property:
 		if arr, ok := v.([]any); ok {

@@ -183,3 +183,39 @@ func BenchmarkGetEntityHTTP(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	}
 }
+
+// BenchmarkGetEntityHandler measures the CPU cost of one GET /entities/{id}
+// in the handler alone (no network), the part Piazza controls.
+func BenchmarkGetEntityHandler(b *testing.B) {
+	n := startNode(b)
+	h := n.Handler()
+	rec := httptestRecorder()
+	req, _ := http.NewRequest("POST", "/ngsi-ld/v1/entityOperations/upsert", bytes.NewReader(batchBody(0, 100, 0)))
+	req.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, req)
+	if rec.code != http.StatusCreated {
+		b.Fatalf("load: %d", rec.code)
+	}
+	get, _ := http.NewRequest("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:bench-0000042", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec.reset()
+		h.ServeHTTP(rec, get)
+		if rec.code != http.StatusOK {
+			b.Fatalf("status %d", rec.code)
+		}
+	}
+}
+
+// recorder is a minimal reusable ResponseWriter for handler benchmarks.
+type recorder struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func httptestRecorder() *recorder               { return &recorder{h: http.Header{}} }
+func (r *recorder) Header() http.Header         { return r.h }
+func (r *recorder) Write(p []byte) (int, error) { r.n += len(p); return len(p), nil }
+func (r *recorder) WriteHeader(c int)           { r.code = c }
+func (r *recorder) reset()                      { clear(r.h); r.code, r.n = 0, 0 }
