@@ -281,7 +281,7 @@ func (t *tenant) apply(m jetstream.Msg) uint64 {
 	if len(types) == 0 {
 		types = []string{typ}
 	}
-	t.rm.put(&record{id: id, subjType: typ, types: types, seq: md.Sequence.Stream, raw: m.Data()})
+	t.rm.put(newRecord(id, typ, types, md.Sequence.Stream, m.Data()))
 	return md.NumPending
 }
 

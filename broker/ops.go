@@ -53,7 +53,7 @@ func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 	if r == nil {
 		return nil, "", 0, nil
 	}
-	e, err := decodeStored(r.raw)
+	e, err := r.entity()
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -509,7 +509,7 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 	for _, r := range recs {
 		var e *Entity
 		if len(q.Attrs) > 0 {
-			if e, err = decodeStored(r.raw); err != nil {
+			if e, err = r.entity(); err != nil {
 				return QueryResult{}, err
 			}
 			found := false
@@ -528,7 +528,7 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 			continue
 		}
 		if e == nil {
-			if e, err = decodeStored(r.raw); err != nil {
+			if e, err = r.entity(); err != nil {
 				return QueryResult{}, err
 			}
 		}

@@ -2,9 +2,12 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // record is the read model's view of one live entity: what the indexes
@@ -15,7 +18,24 @@ type record struct {
 	subjType string   // the type token of its subject (first type at creation)
 	types    []string // every canonical type
 	seq      uint64   // stream sequence of the message that holds this state
-	raw      []byte   // the stored form (normalized, canonical names, system times)
+	// packed is the stored form (normalized, canonical names, system
+	// times), S2-compressed: the repeated member names and times of
+	// NGSI-LD JSON shrink it to about 40%, and the read model holds
+	// every live entity.
+	packed []byte
+}
+
+func newRecord(id, subjType string, types []string, seq uint64, stored []byte) *record {
+	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored)}
+}
+
+// entity decodes the record's state.
+func (r *record) entity() (*Entity, error) {
+	data, err := s2.Decode(nil, r.packed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read model record of %s: %v", ErrInternal, r.id, err)
+	}
+	return decodeStored(data)
 }
 
 // readModel is one tenant's current state, applied from its stream in
