@@ -77,21 +77,21 @@ func newDocument(raw []byte, owner string) (*document, error) {
 }
 
 // schemaMapKeywords hold an object whose every value is a schema.
-var schemaMapKeywords = []string{"properties", "patternProperties", "definitions", "$defs", "dependencies"}
+var schemaMapKeywords = []string{"properties", "patternProperties", "definitions", "$defs", "dependencies", "dependentSchemas"}
 
 // schemaKeywords hold one schema.
 var schemaKeywords = []string{"additionalProperties", "additionalItems", "contains", "propertyNames", "not", "if", "then", "else", "items"}
 
 // schemaListKeywords hold an array of schemas.
-var schemaListKeywords = []string{"allOf", "anyOf", "oneOf", "items"}
+var schemaListKeywords = []string{"allOf", "anyOf", "oneOf", "items", "prefixItems"}
 
 // unsupportedKeywords are the draft 2019-09/2020-12 keywords that change what
-// a schema accepts but that gojsonschema does not know: it would ignore them
-// and accept documents the author meant to refuse, so schemas using them are
-// refused instead.
+// a schema accepts, that gojsonschema does not know and that have no draft-07
+// translation (optimize.go translates the others): gojsonschema would ignore
+// them and accept documents the author meant to refuse, so schemas using them
+// are refused instead.
 var unsupportedKeywords = []string{
-	"prefixItems", "unevaluatedProperties", "unevaluatedItems",
-	"dependentRequired", "dependentSchemas", "minContains", "maxContains",
+	"unevaluatedProperties", "unevaluatedItems", "minContains", "maxContains",
 	"$dynamicRef", "$recursiveRef",
 }
 
@@ -332,10 +332,12 @@ func (a *analysis) sameInstance(p position) []position {
 			out = append(out, p.child(k))
 		}
 	}
-	if deps, ok := m["dependencies"].(map[string]any); ok {
-		for _, name := range sortedKeys(deps) {
-			if _, ok := deps[name].(map[string]any); ok {
-				out = append(out, p.child("dependencies", name))
+	for _, k := range []string{"dependencies", "dependentSchemas"} {
+		if deps, ok := m[k].(map[string]any); ok {
+			for _, name := range sortedKeys(deps) {
+				if _, ok := deps[name].(map[string]any); ok {
+					out = append(out, p.child(k, name))
+				}
 			}
 		}
 	}
@@ -465,8 +467,8 @@ func compileWith(root *document, lookup docLookup, rewrite bool) (s *gojsonschem
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidSchema, d.owner, err)
 		}
-		if rewrite {
-			rewriteExclusiveOneOf(tree)
+		if err := prepareTree(tree, d, rewrite); err != nil {
+			return nil, fmt.Errorf("%s: %w", root.owner, err)
 		}
 		if f != d.id {
 			// Under another URL form: without "$id", or gojsonschema would
@@ -481,8 +483,8 @@ func compileWith(root *document, lookup docLookup, rewrite bool) (s *gojsonschem
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidSchema, root.owner, err)
 	}
-	if rewrite {
-		rewriteExclusiveOneOf(tree)
+	if err := prepareTree(tree, root, rewrite); err != nil {
+		return nil, fmt.Errorf("%s: %w", root.owner, err)
 	}
 	s, err = sl.Compile(treeLoader(tree))
 	if err != nil {
@@ -492,6 +494,21 @@ func compileWith(root *document, lookup docLookup, rewrite bool) (s *gojsonschem
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidSchema, root.owner, err)
 	}
 	return s, nil
+}
+
+// prepareTree applies the rewrites of optimize.go to a fresh copy of a
+// document: the draft 2020-12 translations always (they are semantics), the
+// oneOf rewrite when asked (it is speed).
+func prepareTree(tree any, d *document, speed bool) error {
+	if modernDraft(tree) {
+		if err := rewriteModern(tree, d.owner+"#"); err != nil {
+			return err
+		}
+	}
+	if speed {
+		rewriteExclusiveOneOf(tree)
+	}
+	return nil
 }
 
 // offlineLoader is a gojsonschema loader for an already decoded JSON value,

@@ -2,11 +2,142 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Compile-time rewrites of the trees handed to gojsonschema. They never
-// change what a schema accepts; Model.Schema still returns the document as
-// loaded.
+// change what a schema accepts under its own draft; Model.Schema still
+// returns the document as loaded.
+
+// olderDrafts are the $schema URLs (without "#") of the drafts gojsonschema
+// implements natively; documents declaring them are compiled as they are.
+var olderDrafts = map[string]bool{
+	"http://json-schema.org/draft-04/schema":  true,
+	"http://json-schema.org/draft-06/schema":  true,
+	"http://json-schema.org/draft-07/schema":  true,
+	"https://json-schema.org/draft-04/schema": true,
+	"https://json-schema.org/draft-06/schema": true,
+	"https://json-schema.org/draft-07/schema": true,
+}
+
+// modernDraft reports whether a schema document is to be read with draft
+// 2019-09/2020-12 rules: it declares one of them, or no draft at all.
+func modernDraft(tree any) bool {
+	m, _ := tree.(map[string]any)
+	s, _ := m["$schema"].(string)
+	return !olderDrafts[strings.TrimSuffix(s, "#")]
+}
+
+// rewriteModern translates the draft 2019-09/2020-12 keywords that have an
+// exact draft-07 equivalent, in every schema of the tree:
+//   - a $ref with sibling keywords: 2020-12 applies both, draft-07 (and
+//     gojsonschema) ignores the siblings; the $ref moves into allOf, so that
+//     both apply and JSON pointers to the siblings stay valid;
+//   - dependentRequired and dependentSchemas become dependencies;
+//   - prefixItems (with items for the rest) becomes items (array form) and
+//     additionalItems.
+//
+// It returns an error for a translation that would clash with a keyword
+// already present.
+func rewriteModern(node any, where string) error {
+	m, ok := node.(map[string]any)
+	if !ok {
+		return nil
+	}
+	if err := forEachSubschema(m, where, rewriteModern); err != nil {
+		return err
+	}
+	if ref, ok := m["$ref"]; ok && hasAssertionSiblings(m) {
+		all, _ := m["allOf"].([]any)
+		if _, exists := m["allOf"]; exists && all == nil {
+			return fmt.Errorf("%w: at %s: allOf must be an array", ErrInvalidSchema, where)
+		}
+		m["allOf"] = append(all, map[string]any{"$ref": ref})
+		delete(m, "$ref")
+	}
+	for _, k := range []string{"dependentRequired", "dependentSchemas"} {
+		dm, ok := m[k].(map[string]any)
+		if !ok {
+			continue
+		}
+		deps, _ := m["dependencies"].(map[string]any)
+		if _, exists := m["dependencies"]; exists && deps == nil {
+			return fmt.Errorf("%w: at %s: dependencies must be an object", ErrInvalidSchema, where)
+		}
+		if deps == nil {
+			deps = make(map[string]any, len(dm))
+		}
+		for name, v := range dm {
+			if _, clash := deps[name]; clash {
+				return fmt.Errorf("%w: at %s: property %q is in both dependentRequired and dependentSchemas (or dependencies)", ErrUnsupportedKeyword, where, name)
+			}
+			deps[name] = v
+		}
+		m["dependencies"] = deps
+		delete(m, k)
+	}
+	if prefix, ok := m["prefixItems"].([]any); ok {
+		if _, clash := m["additionalItems"]; clash {
+			return fmt.Errorf("%w: at %s: prefixItems beside additionalItems", ErrUnsupportedKeyword, where)
+		}
+		if rest, ok := m["items"]; ok {
+			m["additionalItems"] = rest
+		}
+		m["items"] = prefix
+		delete(m, "prefixItems")
+	}
+	return nil
+}
+
+// annotationKeywords do not assert anything; a $ref beside only these needs
+// no rewrite.
+var annotationKeywords = map[string]bool{
+	"$ref": true, "$id": true, "$schema": true, "$comment": true, "$anchor": true,
+	"title": true, "description": true, "default": true, "examples": true,
+	"deprecated": true, "readOnly": true, "writeOnly": true,
+	"definitions": true, "$defs": true,
+}
+
+func hasAssertionSiblings(m map[string]any) bool {
+	for k := range m {
+		if !annotationKeywords[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// forEachSubschema calls fn on every direct subschema of m.
+func forEachSubschema(m map[string]any, where string, fn func(any, string) error) error {
+	for _, k := range schemaMapKeywords {
+		if sub, ok := m[k].(map[string]any); ok {
+			for name, v := range sub {
+				if err := fn(v, where+"/"+k+"/"+escapePointer(name)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, k := range schemaKeywords {
+		if sub, ok := m[k].(map[string]any); ok {
+			if err := fn(sub, where+"/"+k); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range schemaListKeywords {
+		if list, ok := m[k].([]any); ok {
+			for i, v := range list {
+				if err := fn(v, where+"/"+k+"/"+strconv.Itoa(i)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
 
 // rewriteExclusiveOneOf replaces, in a schema tree, every "oneOf" whose
 // alternatives exclude each other by construction with the equivalent

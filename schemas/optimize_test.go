@@ -121,3 +121,65 @@ func TestRewriteKeepsVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// The draft 2020-12 keywords with a draft-07 equivalent are enforced; a
+// schema that declares draft-07 keeps draft-07 rules.
+func TestModernKeywords(t *testing.T) {
+	r := freshRegistry(t, Options{})
+	tests := []struct {
+		name, schema string
+		doc          map[string]any
+		want         []string
+	}{
+		{"$ref with siblings (2020-12)", `{"$schema": "https://json-schema.org/draft/2020-12/schema",
+			"$defs": {"s": {"type": "string"}},
+			"properties": {"x": {"$ref": "#/$defs/s", "minLength": 3}, "y": {"$ref": "#/$defs/s", "allOf": [{"maxLength": 1}]}}}`,
+			map[string]any{"x": "ab", "y": 7},
+			[]string{"/x: must be at least 3 characters long; got 2 characters (minLength)", "/y: must be of type string; got number 7 (type)"}},
+		{"$ref with siblings, no $schema", `{"properties": {"x": {"$ref": "#/definitions/s", "minLength": 3}}, "definitions": {"s": {"type": "string"}}}`,
+			map[string]any{"x": "ab"},
+			[]string{"/x: must be at least 3 characters long; got 2 characters (minLength)"}},
+		{"$ref with siblings, draft-07 ignores them", `{"$schema": "http://json-schema.org/draft-07/schema#",
+			"properties": {"x": {"$ref": "#/definitions/s", "minLength": 3}}, "definitions": {"s": {"type": "string"}}}`,
+			map[string]any{"x": "ab"}, nil},
+		{"root $ref with siblings", `{"$ref": "#/$defs/base", "required": ["b"], "$defs": {"base": {"required": ["a"]}}}`,
+			map[string]any{},
+			[]string{"/a: required property is missing (required)", "/b: required property is missing (required)"}},
+		{"dependentRequired", `{"dependentRequired": {"end": ["start"]}}`,
+			map[string]any{"end": 1},
+			[]string{`: property "start" is required by another property that is present (dependencies)`}},
+		{"dependentSchemas", `{"dependentSchemas": {"end": {"properties": {"start": {"type": "string"}}}}}`,
+			map[string]any{"end": 1, "start": 2},
+			[]string{"/start: must be of type string; got number 2 (type)"}},
+		{"prefixItems and items", `{"properties": {"p": {"prefixItems": [{"type": "number"}, {"type": "number"}], "items": {"type": "string"}}}}`,
+			map[string]any{"p": []any{1, "a", "b", 4}},
+			[]string{"/p/1: must be of type number; got string \"a\" (type)", "/p/3: must be of type string; got number 4 (type)"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := r.Put("Modern", "", []byte(tc.schema))
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs, err := m.Validate(tc.doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]string, len(vs))
+			for i, v := range vs {
+				got[i] = v.Pointer + ": " + v.Message + " (" + v.Keyword + ")"
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("violations %q, want %q", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("violation %d: %q, want %q", i, got[i], tc.want[i])
+				}
+			}
+			if string(m.Schema()) != tc.schema {
+				t.Error("Schema() is not the document as given")
+			}
+		})
+	}
+}
