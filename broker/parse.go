@@ -52,11 +52,11 @@ func DecodeJSON(data []byte) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, describeJSONError(data, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("unexpected data after the JSON document at offset %d", dec.InputOffset())
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, fmt.Errorf("unexpected data after the JSON document at offset %d", dec.InputOffset())
+	// Only white space may follow the document (dec.More misses a stray ']' or '}').
+	off := dec.InputOffset()
+	if rest := bytes.TrimLeft(data[off:], " \t\r\n"); len(rest) > 0 {
+		line, col := lineCol(data, int64(len(data)-len(rest)))
+		return nil, fmt.Errorf("unexpected data after the JSON document at line %d, column %d", line, col)
 	}
 	return v, nil
 }

@@ -143,8 +143,9 @@ func ParseSubject(subj string) (tenant, typ, id string, err error) {
 		return "", "", "", ErrBadToken
 	}
 	if parts[1] != DefaultTenantToken {
-		if tenant, err = DecodeToken(parts[1]); err != nil {
-			return "", "", "", err
+		// "%" (the empty name) is not a tenant token: the default tenant is "@".
+		if tenant, err = DecodeToken(parts[1]); err != nil || tenant == "" {
+			return "", "", "", ErrBadToken
 		}
 	}
 	if typ, err = DecodeToken(parts[2]); err != nil {
