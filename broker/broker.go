@@ -281,7 +281,13 @@ func (t *tenant) apply(m jetstream.Msg) uint64 {
 	if len(types) == 0 {
 		types = []string{typ}
 	}
-	t.rm.put(newRecord(id, typ, types, md.Sequence.Stream, m.Data()))
+	types = t.rm.internTypes(types)
+	// The id must not keep the whole subject string alive.
+	subjType := types[0]
+	if typ != subjType {
+		subjType = strings.Clone(typ)
+	}
+	t.rm.put(newRecord(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data()))
 	return md.NumPending
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -45,6 +46,10 @@ type readModel struct {
 	byID   map[string]*record
 	byType map[string]map[string]*record
 
+	// interned type lists, shared by the records of entities of the same
+	// types; only the applying goroutine touches it.
+	typeLists map[string][]string
+
 	applied atomic.Uint64 // highest stream sequence applied
 	waiters atomic.Int32
 	waitMu  sync.Mutex
@@ -53,10 +58,30 @@ type readModel struct {
 
 func newReadModel() *readModel {
 	return &readModel{
-		byID:   make(map[string]*record),
-		byType: make(map[string]map[string]*record),
-		waitCh: make(chan struct{}),
+		byID:      make(map[string]*record),
+		byType:    make(map[string]map[string]*record),
+		typeLists: make(map[string][]string),
+		waitCh:    make(chan struct{}),
 	}
+}
+
+// internTypes returns a shared copy of a list of types.
+func (rm *readModel) internTypes(types []string) []string {
+	key := types[0]
+	if len(types) > 1 {
+		key = strings.Join(types, "\x00")
+	}
+	if l, ok := rm.typeLists[key]; ok {
+		return l
+	}
+	l := make([]string, len(types))
+	for i, t := range types {
+		l[i] = strings.Clone(t)
+	}
+	if len(rm.typeLists) < 100000 {
+		rm.typeLists[key] = l
+	}
+	return l
 }
 
 // put applies a live state; del applies a tombstone. Both move applied.
