@@ -34,6 +34,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// Ready reports readiness for /readyz (nil: the broker's).
 	Ready func() error
+	// AccessLog logs every request at Info (otherwise at Debug).
+	AccessLog bool
 }
 
 // Handler serves the NGSI-LD API over a broker. It is safe for concurrent use.
@@ -79,7 +81,7 @@ func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				h.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				h.log.Error("handler panic", "request_id", RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
 				h.writeProblem(w, r, fmt.Errorf("%w: unexpected failure", broker.ErrInternal))
 			}
 		}()
@@ -94,7 +96,7 @@ func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
 
 func (h *Handler) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(stripSlash)
+	r.Use(h.requestLog, stripSlash)
 	r.NotFound(h.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no resource at %s", r.URL.Path)}
 	}))

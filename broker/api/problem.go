@@ -85,7 +85,7 @@ func problemOf(err error) Problem {
 func (h *Handler) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := problemOf(err)
 	if p.Status >= 500 {
-		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
+		h.log.Error("request failed", "request_id", RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
 	}
 	body, _ := json.Marshal(p)
 	w.Header().Set("Content-Type", "application/json")

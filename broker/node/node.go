@@ -43,6 +43,8 @@ type Config struct {
 	ContextTimeout time.Duration
 	// ShutdownGrace bounds the drain of in-flight requests. Default 10s.
 	ShutdownGrace time.Duration
+	// AccessLog logs every HTTP request at Info.
+	AccessLog bool
 	// Version is reported by /version.
 	Version string
 	Logger  *slog.Logger
@@ -131,6 +133,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.handler = api.New(n.b, api.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes, Contexts: loader, Version: cfg.Version, Logger: cfg.Logger,
+		AccessLog: cfg.AccessLog,
 	})
 	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +25,7 @@ type serveFlags struct {
 	logLevel, logFormat                  string
 	contextFiles                         string
 	shutdownGrace                        time.Duration
+	accessLog                            bool
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -41,6 +41,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (PIAZZA_LOG_LEVEL)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json (PIAZZA_LOG_FORMAT)")
 	fs.StringVar(&f.contextFiles, "context-files", "", "serve @context URLs from files offline: URL=PATH,URL=PATH (PIAZZA_CONTEXT_FILES)")
+	fs.BoolVar(&f.accessLog, "access-log", false, "log every HTTP request at info level (PIAZZA_ACCESS_LOG)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time to drain in-flight requests on SIGTERM (PIAZZA_SHUTDOWN_GRACE)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: piazza serve [flags]\n\nRuns Piazza: an embedded NATS server with JetStream in --data-dir, the NGSI-LD API on --http-addr.\n\nFlags:\n")
@@ -75,7 +76,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	n, err := node.Start(ctx, node.Config{
 		HTTPAddr: f.httpAddr, DataDir: f.dataDir, NATSAddr: f.natsAddr, NATSURL: f.natsURL,
 		Replicas: f.replicas, History: f.history, ContextFiles: files,
-		ShutdownGrace: f.shutdownGrace, Version: version, Logger: logger,
+		ShutdownGrace: f.shutdownGrace, Version: version, Logger: logger, AccessLog: f.accessLog,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "piazza: %v\n", err)
@@ -144,5 +145,3 @@ func parseContextFiles(s string) (map[string]string, error) {
 	}
 	return out, nil
 }
-
-var _ = strconv.Itoa
