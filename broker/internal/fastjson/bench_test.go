@@ -1,0 +1,86 @@
+package fastjson
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// entityArray builds a JSON array of n normalized AirQualityObserved
+// entities, each with its own id, values and observation time.
+func entityArray(tb testing.TB, n int) []byte {
+	tb.Helper()
+	one, err := os.ReadFile("testdata/airquality.normalized.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := string(one)
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		s := strings.ReplaceAll(tmpl, "Madrid-28079004", "Madrid-"+strconv.Itoa(28079000+i))
+		s = strings.ReplaceAll(s, "11:00:00Z", "11:"+strconv.Itoa(10+i%50)+":"+strconv.Itoa(10+i%47)+"Z")
+		s = strings.ReplaceAll(s, `"value":22,`, `"value":`+strconv.Itoa(i%97)+`,`)
+		s = strings.ReplaceAll(s, `"value":12.2,`, `"value":`+strconv.Itoa(i%30)+"."+strconv.Itoa(i%10)+`,`)
+		s = strings.ReplaceAll(s, `"value":0.54,`, `"value":0.`+strconv.Itoa(10+i%89)+`,`)
+		b.WriteString(s)
+	}
+	b.WriteByte(']')
+	return b.Bytes()
+}
+
+func benchmarkDecoders(b *testing.B, data []byte, entities int) {
+	if _, err := stdDecode(data); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("fastjson", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := Decode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(entities)*float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := stdDecode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(entities)*float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+	})
+}
+
+// BenchmarkDecodeEntity decodes one normalized NGSI-LD entity (1226 bytes:
+// 10 Properties with unitCode and observedAt, a GeoProperty, a Relationship).
+func BenchmarkDecodeEntity(b *testing.B) {
+	data, err := os.ReadFile("testdata/airquality.normalized.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkDecoders(b, data, 1)
+}
+
+// BenchmarkDecodeEntityArray decodes a batch of 1000 such entities.
+func BenchmarkDecodeEntityArray(b *testing.B) {
+	benchmarkDecoders(b, entityArray(b, 1000), 1000)
+}
+
+// BenchmarkDecodeSchema decodes the largest Smart Data Models file (a JSON
+// Schema, 34 KB, mostly long description strings).
+func BenchmarkDecodeSchema(b *testing.B) {
+	data, err := os.ReadFile("testdata/smartdatamodels/common-schema.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkDecoders(b, data, 1)
+}
