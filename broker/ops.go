@@ -598,3 +598,33 @@ func toSet(ss []string) map[string]bool {
 	}
 	return m
 }
+
+// DeleteHistory deletes an entity with its whole history (the temporal
+// representation): a live entity gets a tombstone first, so that every
+// replica's read model drops it; then the log keeps only that tombstone.
+func (b *Broker) DeleteHistory(ctx context.Context, tenantName, id string) error {
+	t, err := b.tenant(ctx, tenantName, false)
+	if err != nil {
+		return err
+	}
+	if t.rm.get(id) != nil {
+		if _, err := b.Delete(ctx, tenantName, id); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	_, typ, seq, err := b.latest(ctx, t, id)
+	if err != nil {
+		return err
+	}
+	if seq == 0 {
+		return notFound(id)
+	}
+	st, err := b.js.Stream(ctx, t.stream)
+	if err != nil {
+		return translateNATS(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(Subject(t.name, typ, id)), jetstream.WithPurgeKeep(1)); err != nil {
+		return fmt.Errorf("broker: purging the history of %s: %w", id, translateNATS(err))
+	}
+	return nil
+}

@@ -155,3 +155,38 @@ func TestBatchUpsertAndTenants(t *testing.T) {
 		t.Fatalf("query: total %d, page %d, %v", res.Total, len(res.Entities), err)
 	}
 }
+
+func TestDeleteHistory(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	ctx := context.Background()
+	id := "urn:ngsi-ld:Sensor:h1"
+	if _, err := b.Create(ctx, "", mustParse(t, `{"id":"`+id+`","type":"Sensor","v":1}`, ParseOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 5; i++ {
+		if _, err := b.Merge(ctx, "", id, mustParse(t, fmt.Sprintf(`{"v":%d}`, i), ParseOptions{Fragment: true})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.DeleteHistory(ctx, "", id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "", id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("entity still there: %v", err)
+	}
+	st, err := b.js.Stream(ctx, StreamName(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("%d messages left in the log, want only the tombstone", info.State.Msgs)
+	}
+	// A fresh replica replaying the log does not bring it back.
+	if err := b.DeleteHistory(ctx, "", "urn:ngsi-ld:Sensor:never"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("history of an unknown id: %v", err)
+	}
+}

@@ -127,6 +127,7 @@ func (h *Handler) routes() chi.Router {
 		r.Put("/entities/{id}/attrs/{attr}", h.wrap(h.replaceAttr))
 		r.Delete("/entities/{id}/attrs/{attr}", h.wrap(h.deleteAttr))
 		r.Post("/entityOperations/{op}", h.wrap(h.batch))
+		r.Delete("/temporal/entities/{id}", h.wrap(h.deleteHistory))
 	})
 	return r
 }

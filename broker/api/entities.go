@@ -659,3 +659,21 @@ func (h *Handler) purgeEntities(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeBatchResult(w, outs, http.StatusNoContent, nil)
 }
+
+// deleteHistory serves DELETE /temporal/entities/{id}: the entity and all
+// its history go, through the log.
+func (h *Handler) deleteHistory(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return err
+	}
+	id, err := entityID(r)
+	if err != nil {
+		return err
+	}
+	if err := h.b.DeleteHistory(r.Context(), tenant, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
