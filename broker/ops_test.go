@@ -157,7 +157,7 @@ func TestBatchUpsertAndTenants(t *testing.T) {
 }
 
 func TestDeleteHistory(t *testing.T) {
-	b, _ := startBroker(t, Options{})
+	b, ns := startBroker(t, Options{})
 	ctx := context.Background()
 	id := "urn:ngsi-ld:Sensor:h1"
 	if _, err := b.Create(ctx, "", mustParse(t, `{"id":"`+id+`","type":"Sensor","v":1}`, ParseOptions{})); err != nil {
@@ -186,6 +186,9 @@ func TestDeleteHistory(t *testing.T) {
 		t.Fatalf("%d messages left in the log, want only the tombstone", info.State.Msgs)
 	}
 	// A fresh replica replaying the log does not bring it back.
+	if _, err := brokerOn(t, ns, Options{}).Get(ctx, "", id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a new replica sees the entity again: %v", err)
+	}
 	if err := b.DeleteHistory(ctx, "", "urn:ngsi-ld:Sensor:never"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("history of an unknown id: %v", err)
 	}
