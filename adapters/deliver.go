@@ -174,7 +174,7 @@ type HTTPSink struct {
 	endpoint string
 	client   *http.Client
 	log      *slog.Logger
-	buf      bytes.Buffer
+	buf      []byte
 }
 
 // NewHTTPSink checks cfg and returns a sink. client may be nil
@@ -220,11 +220,11 @@ func (s *HTTPSink) Deliver(ctx context.Context, batch []Entity) (DeliveryResult,
 }
 
 func (s *HTTPSink) deliver(ctx context.Context, batch []Entity, res *DeliveryResult) error {
-	s.buf.Reset()
-	if err := json.NewEncoder(&s.buf).Encode(batch); err != nil {
+	body, err := appendJSON(s.buf[:0], batch)
+	if err != nil {
 		return fmt.Errorf("%w: encoding the batch: %v", ErrInvalidEntity, err)
 	}
-	body := s.buf.Bytes()
+	s.buf = body
 	status, header, respBody, err := s.post(ctx, body)
 	if err != nil {
 		return err

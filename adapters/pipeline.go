@@ -367,7 +367,10 @@ func Run(ctx context.Context, cfg PipelineConfig, opts Options) (Summary, error)
 	r.src = src
 	runErr := src.Run(ctx, r)
 	if runErr == nil {
-		runErr = r.flush()
+		runErr = r.Sync()
+	}
+	if err := r.wait(); err != nil && runErr == nil { // never leave a delivery running
+		runErr = err
 	}
 	if cerr := src.Close(); cerr != nil && runErr == nil {
 		runErr = fmt.Errorf("source %s: close: %w", cfg.Source.Kind, cerr)
@@ -405,13 +408,16 @@ type runner struct {
 	start     time.Time
 	batchSize int
 
-	batch   []Entity
-	owners  []*recRef
-	header  *Header
-	offset  int64
-	rejectF *os.File
-	rejectW *bufio.Writer
-	rejHead *Header
+	batch       []Entity
+	owners      []*recRef
+	spareBatch  []Entity
+	spareOwners []*recRef
+	inflight    *inflight
+	header      *Header
+	offset      int64
+	rejectF     *os.File
+	rejectW     *bufio.Writer
+	rejHead     *Header
 }
 
 // recRef remembers the record an entity in the batch came from.
@@ -488,23 +494,70 @@ func (r *runner) Reject(rec Record, err error) error {
 	return r.reject(&rec, err, "")
 }
 
-// Sync implements Emitter.
-func (r *runner) Sync() error { return r.flush() }
+// Sync implements Emitter: everything emitted so far is delivered.
+func (r *runner) Sync() error {
+	if err := r.flush(); err != nil {
+		return err
+	}
+	return r.wait()
+}
 
+// flush hands the current batch to the sink, in a goroutine, so that the
+// next batch is mapped while this one is on the wire. At most one batch is
+// in flight: flush first waits for the previous one.
 func (r *runner) flush() error {
+	if err := r.wait(); err != nil {
+		return err
+	}
 	if len(r.batch) == 0 || r.sink == nil {
 		return nil
 	}
-	res, err := r.sink.Deliver(r.ctx, r.batch)
-	if err != nil {
-		return err
+	fl := &inflight{batch: r.batch, owners: r.owners, done: make(chan delivered, 1)}
+	go func() {
+		res, err := r.sink.Deliver(r.ctx, fl.batch)
+		fl.done <- delivered{res, err}
+	}()
+	r.inflight = fl
+	r.batch, r.owners = r.spareBatch, r.spareOwners
+	r.spareBatch, r.spareOwners = nil, nil
+	return nil
+}
+
+// inflight is a batch being delivered.
+type inflight struct {
+	batch  []Entity
+	owners []*recRef
+	done   chan delivered
+}
+
+type delivered struct {
+	res DeliveryResult
+	err error
+}
+
+// wait waits for the batch in flight, if any, and accounts for its result.
+func (r *runner) wait() error {
+	fl := r.inflight
+	if fl == nil {
+		return nil
 	}
+	r.inflight = nil
+	d := <-fl.done
+	defer func() {
+		clear(fl.batch)
+		clear(fl.owners)
+		r.spareBatch, r.spareOwners = fl.batch[:0], fl.owners[:0]
+	}()
+	if d.err != nil {
+		return d.err
+	}
+	res := d.res
 	r.sum.Written += int64(res.Written)
 	r.sum.Unchanged += int64(res.Unchanged)
 	if len(res.Rejected) > 0 {
-		byID := make(map[string]*recRef, len(r.batch))
-		for i, e := range r.batch {
-			byID[e.ID()] = r.owners[i]
+		byID := make(map[string]*recRef, len(fl.batch))
+		for i, e := range fl.batch {
+			byID[e.ID()] = fl.owners[i]
 		}
 		for _, rj := range res.Rejected {
 			r.sum.RejectedEntities++
@@ -523,9 +576,6 @@ func (r *runner) flush() error {
 			}
 		}
 	}
-	clear(r.batch)
-	clear(r.owners)
-	r.batch, r.owners = r.batch[:0], r.owners[:0]
 	r.report(false)
 	return nil
 }

@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/piazza-city/piazza/adapters"
@@ -337,5 +341,116 @@ func BenchmarkCSVToEntities(b *testing.B) {
 		// wall-clock rows/s understates a core's throughput when the machine
 		// is busy; rows per CPU-second counts the work itself (GC included).
 		b.ReportMetric(float64(total)/cpu.Seconds(), "rows/cpu-s")
+	}
+}
+
+func TestRunGeoJSONAndLatin1(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "fermate.geojson", `{"type":"FeatureCollection","features":[
+	 {"type":"Feature","properties":{"CODICE":"0042","NOME":"Piazza Sordello","QUOTA":"19,5"},"geometry":{"type":"Point","coordinates":[10.7925,45.1603]}},
+	 {"type":"Feature","properties":{"CODICE":"0043","NOME":"Senza geometria"},"geometry":{"type":"Polygon"}}]}`)
+	writeFile(t, dir, "pop.csv", "DATA ELABORAZIONE;REGIONE;PROVINCIA;COD_ISTAT_COMUNE;COMUNE;RESIDENTI\n"+
+		"10/01/2024;SICILIA;MESSINA;083001;AL\xcc;772\n")
+	fb, srv := newFakeBroker(t)
+	cfgFile := writeFile(t, dir, "p.yaml", fmt.Sprintf(`
+sink: {url: %s}
+pipelines:
+  - name: fermate
+    source: {kind: geojson, path: fermate.geojson}
+    allowRejects: true
+    mapping:
+      type: Stop
+      id: "urn:ngsi-ld:Stop:{{CODICE}}"
+      timezone: UTC
+      attributes:
+        name: NOME
+        elevation: {from: QUOTA, as: number, unitCode: MTR}
+        location: {kind: GeoProperty, from: $geometry}
+  - name: latin1
+    source: {path: pop.csv, encoding: latin-1, separator: ";"}
+    mapping: anpr_popolazione_residente
+`, srv.URL))
+	cfgs, err := adapters.LoadPipelines(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := adapters.Run(context.Background(), cfgs[0], adapters.Options{})
+	if err != nil || sum.Written != 1 || sum.Rejected != 1 || !strings.Contains(sum.Errors[0].Reason, "attribute location") {
+		t.Fatalf("geojson: %+v %v", sum, err)
+	}
+	var stop map[string]map[string]any
+	json.Unmarshal([]byte(fb.store["urn:ngsi-ld:Stop:0042"]), &stop)
+	if stop["location"]["type"] != "GeoProperty" || stop["elevation"]["value"] != 19.5 {
+		t.Errorf("stop = %v", stop)
+	}
+	if sum, err = adapters.Run(context.Background(), cfgs[1], adapters.Options{}); err != nil || sum.Written != 1 {
+		t.Fatalf("latin-1: %+v %v", sum, err)
+	}
+	var obs map[string]map[string]any
+	json.Unmarshal([]byte(fb.store["urn:ngsi-ld:Observation:anpr:popolazione-residente:083001:2024-01-10"]), &obs)
+	if obs["name"]["value"] != "ALÌ" {
+		t.Errorf("name = %v", obs["name"])
+	}
+}
+
+func TestMappingTimeZone(t *testing.T) {
+	for tz, want := range map[string]string{"": "2024-07-01T00:00:00+02:00", "UTC": "2024-07-01T00:00:00Z", "America/New_York": "2024-07-01T00:00:00-04:00"} {
+		y := "type: T\nid: \"urn:x:{{D | date}}\"\nattributes: {t: {from: D, as: datetime}}\n"
+		if tz != "" {
+			y += "timezone: " + tz + "\n"
+		}
+		m := mustMapping(t, y)
+		rec := csvRecord([]string{"D"}, 2, "01/07/2024")
+		ents, err := m.Map(&rec)
+		if err != nil || ents[0].KeyValues()["t"] != want {
+			t.Errorf("timezone %q: %v %v, want %s", tz, ents, err, want)
+		}
+	}
+}
+
+// BenchmarkRunToHTTP runs a whole pipeline (CSV file, preset, batches of
+// 1000 over HTTP to a broker double that reads and discards them) and
+// reports rows/s and the peak heap, which must not grow with the file.
+func BenchmarkRunToHTTP(b *testing.B) {
+	const rows = 200_000
+	dir := b.TempDir()
+	var buf bytes.Buffer
+	buf.WriteString(popHeader)
+	for i := range rows {
+		fmt.Fprintf(&buf, "10-01-2024,LOMBARDIA,MANTOVA,%06d,COMUNE NUMERO %d,%d\n", i, i, 1000+i%50000)
+	}
+	in := writeFile(b, dir, "pop.csv", buf.String())
+	buf = bytes.Buffer{}
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got.Add(n)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	cfg, err := adapters.PresetPipeline("anpr_popolazione_residente", in, adapters.SinkConfig{URL: srv.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var peak uint64
+	var ms runtime.MemStats
+	sample := func(p adapters.Progress) {
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+	}
+	b.ReportAllocs()
+	total := 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		sum, err := adapters.Run(context.Background(), cfg, adapters.Options{Progress: sample, ProgressEvery: 20_000})
+		if err != nil || sum.Written != rows {
+			b.Fatalf("%+v %v", sum, err)
+		}
+		total += rows
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(total)/cpu.Seconds(), "rows/cpu-s") // the broker double's share included
 	}
 }
