@@ -107,37 +107,48 @@ func TestUpstreamAirQualityObservedExample(t *testing.T) {
 	}
 }
 
-// Every embedded model against its upstream example.
+// Every embedded model against its upstream examples: example.json
+// (keyValues) and example-normalized.json projected to keyValues. The
+// expected violations are upstream defects, reported as they are.
 func TestUpstreamExamples(t *testing.T) {
 	r := sharedRegistry(t)
+	aqo := []string{
+		`/dateObserved: must be a date-time with a UTC offset (RFC 3339, e.g. 2016-03-15T11:00:00Z); got string "2016-03-15T11:00:00", which has no offset (format)`,
+		`/tsp: must be of type integer; got number 73.3 (type)`,
+	}
+	// An ISO 8601 duration where the schema says date-time.
+	publicService := []string{
+		`/processingTime: must be a date-time (RFC 3339, e.g. 2016-03-15T11:00:00Z); got string "P2Y9M5DT6H5M20S" (format)`,
+	}
 	tests := []struct {
-		model string
-		want  []string // Violation.String()
+		model                string
+		keyValues, projected []string // Violation.String()
 	}{
-		{"AirQualityObserved", []string{
-			`/dateObserved: must be a date-time with a UTC offset (RFC 3339, e.g. 2016-03-15T11:00:00Z); got string "2016-03-15T11:00:00", which has no offset (format)`,
-			`/tsp: must be of type integer; got number 73.3 (type)`,
-		}},
-		{"CarbonFootprint", nil},
-		{"KeyPerformanceIndicator", nil},
-		{"Observation", nil},
-		{"PointOfInterest", nil},
-		// Upstream defect: an ISO 8601 duration where the schema says date-time.
-		{"PublicService", []string{
-			`/processingTime: must be a date-time (RFC 3339, e.g. 2016-03-15T11:00:00Z); got string "P2Y9M5DT6H5M20S" (format)`,
-		}},
-		{"service_requests", nil},
+		{"AirQualityObserved", aqo, []string{aqo[0], `/precipitation: must be of type number; got boolean false (type)`, aqo[1]}},
+		{"CarbonFootprint", nil, nil},
+		{"KeyPerformanceIndicator", nil, nil},
+		{"Observation", nil, []string{`/decimals: must be of type number; got boolean true (type)`}},
+		{"PointOfInterest", nil, nil},
+		{"PublicService", publicService, publicService},
+		{"service_requests", nil, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.model, func(t *testing.T) {
 			m := mustModel(t, r, tc.model)
-			for _, file := range []string{tc.model + ".example.json"} {
-				vs, err := m.Validate(readJSON(t, "examples/"+file))
+			for _, c := range []struct {
+				form string
+				kv   map[string]any
+				want []string
+			}{
+				{"example.json", readJSON(t, "examples/"+tc.model+".example.json"), tc.keyValues},
+				{"example-normalized.json", keyValues(readJSON(t, "examples/"+tc.model+".example-normalized.json")), tc.projected},
+			} {
+				vs, err := m.Validate(c.kv)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := violationStrings(vs); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
-					t.Errorf("%s:\n%s\nwant:\n%s", file, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+				if got := violationStrings(vs); !slices.Equal(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
+					t.Errorf("%s:\n%s\nwant:\n%s", c.form, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
 				}
 			}
 		})
@@ -333,5 +344,45 @@ func TestDirModels(t *testing.T) {
 	}
 	if _, err := NewRegistry(Options{Dir: filepath.Join(dir, "missing")}); err == nil {
 		t.Error("a missing directory must be an error")
+	}
+}
+
+// Every $ref of the embedded models resolves to an embedded document,
+// preloaded under the very URL it is written with.
+func TestPreloadedForms(t *testing.T) {
+	r := sharedRegistry(t)
+	want := map[string][]string{
+		"AirQualityObserved": {
+			"https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/Environment-schema.json",
+			commonURL,
+		},
+		"CarbonFootprint":         {commonURL},
+		"KeyPerformanceIndicator": {commonURL},
+		"Observation":             {commonURL},
+		"PointOfInterest":         {commonURL},
+		"PublicService":           {commonURL},
+		"service_requests":        {commonURL},
+	}
+	for _, m := range r.List() {
+		a, err := analyse(m.doc, r.lookupEmbedded)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		var forms []string
+		for f, d := range a.forms {
+			forms = append(forms, f)
+			if d.owner == "" || !strings.HasPrefix(d.owner, "embedded ") {
+				t.Errorf("%s: %s resolves to %q", m.Name, f, d.owner)
+			}
+		}
+		slices.Sort(forms)
+		if !slices.Equal(forms, want[m.Name]) {
+			t.Errorf("%s: preloaded %v, want %v", m.Name, forms, want[m.Name])
+		}
+		for _, p := range a.refs {
+			if _, ok := a.targets[p]; !ok {
+				t.Errorf("%s: $ref at %s unresolved", m.Name, p)
+			}
+		}
 	}
 }
