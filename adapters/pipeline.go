@@ -353,6 +353,7 @@ func Run(ctx context.Context, cfg PipelineConfig, opts Options) (Summary, error)
 				return r.sum, err
 			}
 			r.sink = hs
+			defer hs.Close()
 			batchSize = hs.Config().BatchSize
 		}
 	}
