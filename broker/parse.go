@@ -2,11 +2,12 @@ package broker
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/piazza-city/piazza/broker/internal/fastjson"
 )
 
 // Names converts between the terms of a request's @context and the broker's
@@ -46,49 +47,14 @@ type ParseOptions struct {
 // DecodeJSON decodes one JSON document with numbers kept exactly. Trailing
 // data after the document is an error.
 func DecodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, describeJSONError(data, err)
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("empty body: a JSON document is required")
 	}
-	// Only white space may follow the document (dec.More misses a stray ']' or '}').
-	off := dec.InputOffset()
-	if rest := bytes.TrimLeft(data[off:], " \t\r\n"); len(rest) > 0 {
-		line, col := lineCol(data, int64(len(data)-len(rest)))
-		return nil, fmt.Errorf("unexpected data after the JSON document at line %d, column %d", line, col)
+	v, err := fastjson.Decode(data)
+	if err != nil {
+		return nil, err
 	}
 	return v, nil
-}
-
-func describeJSONError(data []byte, err error) error {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		// Offset counts the offending byte itself: the error is at the byte before.
-		line, col := lineCol(data, e.Offset-1)
-		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, e)
-	}
-	if err.Error() == "EOF" {
-		return fmt.Errorf("empty body: a JSON document is required")
-	}
-	if err.Error() == "unexpected EOF" {
-		return fmt.Errorf("invalid JSON: the document ends early")
-	}
-	return fmt.Errorf("invalid JSON: %v", err)
-}
-
-func lineCol(data []byte, off int64) (int, int) {
-	off = max(0, min(off, int64(len(data))))
-	line, col := 1, 1
-	for _, c := range data[:off] {
-		if c == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return line, col
 }
 
 // ParseEntity reads an entity (or, with o.Fragment, a fragment of one) from

@@ -58,7 +58,7 @@ func TestRequestErrors(t *testing.T) {
 		{name: "bad JSON line 1", method: "POST", path: ents, body: `{"id" "urn:a:b"}`,
 			status: 400, problem: "InvalidRequest", detail: []string{"line 1, column 7"}},
 		{name: "truncated JSON", method: "POST", path: ents, body: `{"id":"urn:a:b"`,
-			status: 400, problem: "InvalidRequest", detail: []string{"ends"}},
+			status: 400, problem: "InvalidRequest", detail: []string{"end of JSON input"}},
 		{name: "trailing data", method: "POST", path: ents, body: ent(`"p":1`) + ` {}`,
 			status: 400, problem: "InvalidRequest", detail: []string{"after"}},
 		{name: "empty body", method: "POST", path: ents, body: "", hdr: jsonHeaders,
