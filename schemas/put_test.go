@@ -50,6 +50,7 @@ func TestPutRefused(t *testing.T) {
 		{"bad minimum", "Bad", "", `{"minimum": "zero"}`, ErrInvalidSchema, "minimum"},
 		{"relative $id", "Bad", "", `{"$id": "Bad.json"}`, ErrInvalidSchema, "absolute"},
 		{"expansion bomb", "Bad", "", schemaBomb(30), ErrInvalidSchema, "more than 10000 subschemas"},
+		{"nested too deep", "Bad", "", strings.Repeat(`{"items":`, 200) + `{}` + strings.Repeat(`}`, 200), ErrInvalidSchema, "deeper than 128"},
 		{"embedded $id", "Bad", "", `{"$id": "` + commonURL + `"}`, ErrConflict, "common-schema"},
 		{"other model's $id", "Bad", "", `{"$id": "https://city.example/Owned.json"}`, ErrConflict, "Owned"},
 		{"type bound elsewhere", "Bad", "https://city.example/ns/Owned", `{}`, ErrConflict, "Owned"},

@@ -381,7 +381,7 @@ func TestPreloadedForms(t *testing.T) {
 		}
 		for _, p := range a.refs {
 			if _, ok := a.targets[p]; !ok {
-				t.Errorf("%s: $ref at %s unresolved", m.Name, p)
+				t.Errorf("%s: $ref at %v unresolved", m.Name, a.visited[p])
 			}
 		}
 	}
