@@ -217,6 +217,7 @@ var dateLayouts = []dateLayout{
 	{"2006-01-02T15:04:05.999999999", PrecisionTime, false},
 	{"2006-01-02 15:04:05.999999999Z07:00", PrecisionTime, true},
 	{"2006-01-02 15:04:05.999999999", PrecisionTime, false},
+	{"2006-01-02T15:04:05.999999999Z0700", PrecisionTime, true},
 	{"2006-01-02T15:04Z07:00", PrecisionTime, true},
 	{"2006-01-02T15:04", PrecisionTime, false},
 	{"2006-01-02 15:04", PrecisionTime, false},
@@ -224,6 +225,7 @@ var dateLayouts = []dateLayout{
 	{"2006/01/02", PrecisionDay, false},
 	{"2006-01", PrecisionMonth, false},
 	{"2006/01", PrecisionMonth, false},
+	{"20060102", PrecisionDay, false},
 	{"2006", PrecisionYear, false},
 	{"2-1-2006", PrecisionDay, false},
 	{"2/1/2006", PrecisionDay, false},
@@ -238,7 +240,7 @@ var dateLayouts = []dateLayout{
 
 // ParseTime reads a date or time in one of the layouts found in Italian
 // open data: ISO 8601 / RFC 3339 (with or without offset, 'T' or space),
-// yyyy-mm-dd, yyyy-mm, yyyy, dd-mm-yyyy, dd/mm/yyyy, dd.mm.yyyy (each with an
+// yyyy-mm-dd, yyyymmdd, yyyy-mm, yyyy, dd-mm-yyyy, dd/mm/yyyy, dd.mm.yyyy (each with an
 // optional hh:mm[:ss]) and mm/yyyy. Values without an offset are read in loc.
 // It returns the instant and how precise the text was.
 func ParseTime(s string, loc *time.Location) (time.Time, Precision, error) {
@@ -252,7 +254,7 @@ func ParseTime(s string, loc *time.Location) (time.Time, Precision, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
-	isoLike := len(t) >= 4 && isDigits(t[:4]) && (len(t) == 4 || t[4] == '-' || t[4] == '/')
+	isoLike := len(t) >= 4 && isDigits(t[:4]) && (len(t) == 4 || t[4] == '-' || t[4] == '/' || len(t) == 8 && isDigits(t))
 	for _, l := range dateLayouts {
 		if isoLike != (l.layout[0] == '2' && l.layout[1] == '0' && l.layout[2] == '0' && l.layout[3] == '6') {
 			continue

@@ -122,6 +122,8 @@ func TestParseTime(t *testing.T) {
 		{"2024-01-10T08:30:00", rome, "2024-01-10T08:30:00+01:00", adapters.PrecisionTime},
 		{"2024-01-10 08:30", rome, "2024-01-10T08:30:00+01:00", adapters.PrecisionTime},
 		{"2024-01-10T08:30:00.250", rome, "2024-01-10T08:30:00.25+01:00", adapters.PrecisionTime},
+		{"20240110", rome, "2024-01-10T00:00:00+01:00", adapters.PrecisionDay},
+		{"2024-01-10T08:30:00+0100", rome, "2024-01-10T08:30:00+01:00", adapters.PrecisionTime},
 		{"10/01/2024 08:30:15", rome, "2024-01-10T08:30:15+01:00", adapters.PrecisionTime},
 		{"31-03-2024 02:30", rome, "2024-03-31T03:30:00+02:00", adapters.PrecisionTime}, // inside the DST gap
 		{"10-01-2024", ny, "2024-01-10T00:00:00-05:00", adapters.PrecisionDay},
@@ -138,7 +140,7 @@ func TestParseTime(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "31-02-2024", "2024-13", "10-01-24x", "yesterday", "2024-01-10T25:00:00", "0000-01-01", strings.Repeat("1", 50)} {
+	for _, bad := range []string{"", "31-02-2024", "2024-13", "10-01-24x", "yesterday", "20241310", "2024-01-10T25:00:00", "0000-01-01", strings.Repeat("1", 50)} {
 		t.Run("bad/"+bad, func(t *testing.T) {
 			if _, _, err := adapters.ParseTime(bad, rome); !errors.Is(err, adapters.ErrInvalidDate) {
 				t.Errorf("ParseTime(%q) error = %v, want ErrInvalidDate", bad, err)
