@@ -278,6 +278,7 @@ func (m *Mapping) Map(rec *Record) ([]Entity, error) {
 	var out []Entity
 	for _, t := range m.entities {
 		if t.unpivot == nil {
+			ec.column, ec.value, ec.valCol = "", nil, -1
 			e, err := t.build(&ec)
 			if err != nil {
 				return nil, err
@@ -411,8 +412,8 @@ func (a *attribute) point(ec *evalCtx) (any, bool, error) {
 	if okLon != okLat {
 		return nil, false, fmt.Errorf("%w: point needs both lon and lat", ErrInvalidValue)
 	}
-	x, okX := lon.(float64)
-	y, okY := lat.(float64)
+	x, okX := toFloat(lon)
+	y, okY := toFloat(lat)
 	if !okX || !okY {
 		return nil, false, fmt.Errorf("%w: point coordinates must be numbers", ErrInvalidValue)
 	}
@@ -606,4 +607,49 @@ func checkURI(s string) error {
 		}
 	}
 	return nil
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// usesPivot reports whether an expression reads $column or $value.
+func (e *expr) usesPivot() bool {
+	if e == nil {
+		return false
+	}
+	if e.ref != nil && (e.ref.special == specColumn || e.ref.special == specValue) {
+		return true
+	}
+	if e.tmpl != nil && e.tmpl.usesPivot() {
+		return true
+	}
+	for _, f := range e.object {
+		if f.e.usesPivot() {
+			return true
+		}
+	}
+	for _, it := range e.items {
+		if it.usesPivot() {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *template) usesPivot() bool {
+	for _, p := range t.parts {
+		if p.ref != nil && (p.ref.special == specColumn || p.ref.special == specValue) {
+			return true
+		}
+	}
+	return false
 }

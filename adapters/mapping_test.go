@@ -54,6 +54,8 @@ func TestParseMappingErrors(t *testing.T) {
 		{"lookup table missing", base + "attributes:\n  a: {from: A, lookup: nope}\n", `no table "nope"`},
 		{"lookup filter table missing", "type: T\nid: \"urn:x:{{A | lookup:nope}}\"\nattributes: {a: A}\n", "lookup:nope"},
 		{"column without unpivot", base + "attributes:\n  a: $value\n", "only defined with unpivot"},
+		{"column in a template without unpivot", base + "attributes:\n  a: {template: \"x {{$column}}\"}\n", "only defined with unpivot"},
+		{"value in an object without unpivot", base + "attributes:\n  a: {object: {k: $value}}\n", "only defined with unpivot"},
 		{"unpivot id without column", base + "unpivot: {columns: [B, C]}\nattributes:\n  a: $value\n", "{{$column}}"},
 		{"bad timezone", base + "timezone: Mars/Olympus\nattributes: {a: A}\n", `timezone: "Mars/Olympus"`},
 		{"bad decimal", base + "decimal: x\nattributes: {a: A}\n", `decimal: "x"`},

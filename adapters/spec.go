@@ -353,6 +353,15 @@ func (m *Mapping) compileEntity(es *entitySpec) (*entityTmpl, error) {
 		}
 		t.attrs = append(t.attrs, a)
 	}
+	if t.unpivot == nil {
+		pivot := t.id.usesPivot() || t.observedAt.usesPivot()
+		for _, a := range t.attrs {
+			pivot = pivot || a.e.usesPivot() || a.lon.usesPivot() || a.lat.usesPivot() || a.observedAt.usesPivot()
+		}
+		if pivot {
+			return nil, fmt.Errorf("$column and $value are only defined with unpivot")
+		}
+	}
 	return t, nil
 }
 
