@@ -1,7 +1,9 @@
 package fastjson
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strconv"
 	"sync"
 	"unicode/utf16"
@@ -41,8 +43,9 @@ func Decode(data []byte) (any, error) {
 var decoderPool = sync.Pool{New: func() any { return new(decoder) }}
 
 const (
-	// cacheSize is the number of slots of the short-string cache (a power of 2).
-	cacheSize = 256
+	// cacheBits sets the number of slots of the short-string cache.
+	cacheBits = 8
+	cacheSize = 1 << cacheBits
 	// maxCached is the longest string the cache keeps.
 	maxCached = 32
 	// maxScratch is the largest scratch stack a pooled decoder keeps.
@@ -72,9 +75,13 @@ type cacheEntry struct {
 	num any // s as a json.Number value, or nil
 }
 
+// reset drops the references the decoder holds, keeping its scratch space
+// unless it grew large. Every closed container has already cleared its part
+// of the stacks, so only the entries of containers left open by an error
+// remain.
 func (d *decoder) reset() {
-	clear(d.vals[:cap(d.vals)])
-	clear(d.keys[:cap(d.keys)])
+	clear(d.vals)
+	clear(d.keys)
 	d.vals, d.keys = d.vals[:0], d.keys[:0]
 	if cap(d.vals) > maxScratch {
 		d.vals = nil
@@ -221,6 +228,7 @@ func (d *decoder) object() (any, *SyntaxError) {
 	for i, k := range keys {
 		m[k] = vals[i]
 	}
+	clear(keys)
 	clear(vals)
 	d.keys, d.vals = d.keys[:kbase], d.vals[:vbase]
 	d.depth--
@@ -393,13 +401,25 @@ func (d *decoder) key() (string, *SyntaxError) {
 	return e.s, nil
 }
 
-// hash picks the cache slot of a short string (FNV-1a).
+// hash picks the cache slot of a string of at most maxCached bytes from its
+// length and up to 24 of its bytes. Strings that differ elsewhere share a slot
+// and merely evict each other.
 func hash(b []byte) uint32 {
-	h := uint32(2166136261)
-	for _, c := range b {
-		h = (h ^ uint32(c)) * 16777619
+	n := len(b)
+	h := uint64(n)
+	switch {
+	case n >= 8:
+		h ^= binary.LittleEndian.Uint64(b) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[n-8:]), 31)
+		if n > 16 {
+			h ^= bits.RotateLeft64(binary.LittleEndian.Uint64(b[n/2-4:]), 17)
+		}
+	case n >= 4:
+		h ^= uint64(binary.LittleEndian.Uint32(b))<<8 ^ uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32
+	case n > 0:
+		h ^= uint64(b[0])<<8 ^ uint64(b[n/2])<<16 ^ uint64(b[n-1])<<24
 	}
-	return (h ^ h>>16) % cacheSize
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h >> (64 - cacheBits))
 }
 
 // scanString scans the string whose opening quote is at d.pos, leaves d.pos

@@ -255,3 +255,37 @@ func TestDecodeConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestResetDropsReferences checks that a pooled decoder keeps no decoded
+// value alive, after a success or an error in the middle of a document.
+func TestResetDropsReferences(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		wantErr bool
+	}{
+		{`{"a":[1,{"b":"c","d":[true,null,"e"]},[["f"]]],"g":{"h":"i"}}`, false},
+		{`{"a":[1,{"b":"c","d":[true,null,"e"]},[["f"]]],"g":{"h":"i"x}}`, true},
+		{`[[[[{"a":"b","c":[1,2,3`, true},
+	} {
+		in := tt.in
+		d := new(decoder)
+		d.data = []byte(in)
+		if _, err := d.document(); (err != nil) != tt.wantErr {
+			t.Fatalf("%s: error %v, want error %v", in, err, tt.wantErr)
+		}
+		d.reset()
+		for i, v := range d.vals[:cap(d.vals)] {
+			if v != nil {
+				t.Errorf("%s: vals[%d] = %#v after reset", in, i, v)
+			}
+		}
+		for i, k := range d.keys[:cap(d.keys)] {
+			if k != "" {
+				t.Errorf("%s: keys[%d] = %q after reset", in, i, k)
+			}
+		}
+		if d.data != nil {
+			t.Errorf("%s: decoder keeps the input", in)
+		}
+	}
+}
