@@ -113,6 +113,14 @@ func fill(tb testing.TB, dir string, total int) {
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			tb.Fatal(err)
 		}
+		if i%4096 == 4095 {
+			// Keep the window bounded: wait for this slice's acknowledgements.
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				tb.Fatal("publishing stalled")
+			}
+		}
 	}
 	select {
 	case <-js.PublishAsyncComplete():
