@@ -242,7 +242,10 @@ func appendAttr(dst []byte, a *Attribute, o RenderOptions, inArray bool) []byte 
 func ambiguousBare(v any) bool {
 	switch x := v.(type) {
 	case map[string]any:
-		return looksLikeAttr(x) || isGeometry(x)
+		// Concise input reads any object with a "type" member as a typed
+		// attribute (or a geometry), whatever that member holds.
+		_, typed := x["type"]
+		return typed || looksLikeAttr(x)
 	case []any:
 		return isInstanceArray(x)
 	case string:

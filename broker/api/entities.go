@@ -139,10 +139,22 @@ func (v view) header(w http.ResponseWriter) {
 	}
 }
 
+// pathParam returns a path parameter decoded. chi matches on the escaped
+// path when the request has one (r.URL.RawPath, set when an escape such as
+// %2F matters) and on the decoded path otherwise: only the first must be
+// unescaped, or an id holding "%20" or "100%" would be decoded twice.
+func pathParam(r *http.Request, key string) (string, error) {
+	raw := chi.URLParam(r, key)
+	if r.URL.RawPath == "" {
+		return raw, nil
+	}
+	return url.PathUnescape(raw)
+}
+
 // entityID reads and checks the {id} path parameter.
 func entityID(r *http.Request) (string, error) {
 	raw := chi.URLParam(r, "id")
-	id, err := url.PathUnescape(raw)
+	id, err := pathParam(r, "id")
 	if err != nil || !broker.ValidURI(id) {
 		return "", &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("entity id %q is not a valid URI", raw)}
 	}
@@ -152,7 +164,7 @@ func entityID(r *http.Request) (string, error) {
 // attrName reads the {attr} path parameter as a canonical name.
 func attrName(r *http.Request, c *jsonld.Context) (string, error) {
 	raw := chi.URLParam(r, "attr")
-	a, err := url.PathUnescape(raw)
+	a, err := pathParam(r, "attr")
 	if err != nil || a == "" || strings.ContainsAny(a, " \t\n<>\"'=;()") {
 		return "", &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("attribute name %q is not valid", raw)}
 	}
@@ -267,20 +279,21 @@ func (h *Handler) deleteEntity(w http.ResponseWriter, r *http.Request) error {
 
 // readFragment reads a body that patches an entity: id and type optional,
 // but if given they must name the target entity.
-func (h *Handler) readFragment(w http.ResponseWriter, r *http.Request, id string, allowNull, allowMergePatch bool) (*broker.Entity, error) {
+// It returns the fragment and the @context it was read with.
+func (h *Handler) readFragment(w http.ResponseWriter, r *http.Request, id string, allowNull, allowMergePatch bool) (*broker.Entity, *jsonld.Context, error) {
 	m, c, err := h.readObject(w, r, allowMergePatch)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}, Fragment: true, AllowNull: allowNull, KeyValues: isKeyValues(r)})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if e.ID != "" && e.ID != id {
-		return nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("the body's id %s differs from the entity %s of the path", e.ID, id)}
+		return nil, nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("the body's id %s differs from the entity %s of the path", e.ID, id)}
 	}
 	e.ID = id
-	return e, nil
+	return e, c, nil
 }
 
 func isKeyValues(r *http.Request) bool {
@@ -312,7 +325,7 @@ func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	frag, err := h.readFragment(w, r, id, true, true)
+	frag, _, err := h.readFragment(w, r, id, true, true)
 	if err != nil {
 		return err
 	}
@@ -332,7 +345,7 @@ func (h *Handler) replaceEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	next, err := h.readFragment(w, r, id, false, false)
+	next, _, err := h.readFragment(w, r, id, false, false)
 	if err != nil {
 		return err
 	}
@@ -375,17 +388,13 @@ func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	frag, err := h.readFragment(w, r, id, false, false)
+	frag, c, err := h.readFragment(w, r, id, false, false)
 	if err != nil {
 		return err
 	}
 	out, err := h.b.Append(r.Context(), tenant, id, frag, hasOption(r, "noOverwrite"))
 	if err != nil {
 		return err
-	}
-	c, _ := h.linkContext(r.Context(), r)
-	if c == nil {
-		c = jsonld.Core()
 	}
 	return writeUpdateResult(w, frag, out, c)
 }
@@ -399,7 +408,7 @@ func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	frag, err := h.readFragment(w, r, id, false, false)
+	frag, c, err := h.readFragment(w, r, id, false, false)
 	if err != nil {
 		return err
 	}
@@ -407,58 +416,48 @@ func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, _ := h.linkContext(r.Context(), r)
-	if c == nil {
-		c = jsonld.Core()
-	}
 	return writeUpdateResult(w, frag, out, c)
 }
 
-// readAttr reads the body of an attribute operation: one attribute.
-func (h *Handler) readAttr(w http.ResponseWriter, r *http.Request, allowNull bool) (string, string, *broker.Attribute, error) {
+// readAttr reads the body of an attribute operation: one attribute. It
+// returns the tenant, the entity id, the attribute's canonical name (its
+// term of the path in the request's @context) and the attribute.
+func (h *Handler) readAttr(w http.ResponseWriter, r *http.Request, allowNull bool) (string, string, string, *broker.Attribute, error) {
 	tenant, err := tenantOf(r)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", "", nil, err
 	}
 	id, err := entityID(r)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", "", nil, err
 	}
 	m, c, err := h.readObject(w, r, true)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", "", nil, err
 	}
 	name, err := attrName(r, c)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", "", nil, err
 	}
 	delete(m, "@context")
-	term := chi.URLParam(r, "attr")
-	if t, err := url.PathUnescape(term); err == nil {
-		term = t
-	}
+	term, _ := pathParam(r, "attr")
 	frag := map[string]any{term: m}
 	e, err := broker.ParseEntity(frag, broker.ParseOptions{Names: names{c}, Fragment: true, AllowNull: allowNull})
 	if err != nil {
-		return "", "", nil, err
+		return "", "", "", nil, err
 	}
 	is := e.Attrs[name]
 	if len(is) != 1 {
-		return "", "", nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: "the body must hold one attribute"}
+		return "", "", "", nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: "the body must hold one attribute"}
 	}
-	return tenant, id, is[0], nil
+	return tenant, id, name, is[0], nil
 }
 
 func (h *Handler) patchAttr(w http.ResponseWriter, r *http.Request) error {
-	tenant, id, a, err := h.readAttr(w, r, true)
+	tenant, id, name, a, err := h.readAttr(w, r, true)
 	if err != nil {
 		return err
 	}
-	c, _ := h.linkContext(r.Context(), r)
-	if c == nil {
-		c = jsonld.Core()
-	}
-	name, _ := attrName(r, c)
 	if a.Delete {
 		if _, err := h.b.DeleteAttr(r.Context(), tenant, id, name, a.DatasetID, false); err != nil {
 			return err
@@ -471,15 +470,10 @@ func (h *Handler) patchAttr(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) replaceAttr(w http.ResponseWriter, r *http.Request) error {
-	tenant, id, a, err := h.readAttr(w, r, false)
+	tenant, id, name, a, err := h.readAttr(w, r, false)
 	if err != nil {
 		return err
 	}
-	c, _ := h.linkContext(r.Context(), r)
-	if c == nil {
-		c = jsonld.Core()
-	}
-	name, _ := attrName(r, c)
 	if _, err := h.b.ReplaceAttr(r.Context(), tenant, id, name, a); err != nil {
 		return err
 	}
