@@ -1,6 +1,7 @@
 package adapters_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -411,16 +412,29 @@ func TestMappingTimeZone(t *testing.T) {
 // BenchmarkRunToHTTP runs a whole pipeline (CSV file, preset, batches of
 // 1000 over HTTP to a broker double that reads and discards them) and
 // reports rows/s and the peak heap, which must not grow with the file.
+// PIAZZA_BENCH_ROWS sets the number of rows (default 200,000).
 func BenchmarkRunToHTTP(b *testing.B) {
-	const rows = 200_000
-	dir := b.TempDir()
-	var buf bytes.Buffer
-	buf.WriteString(popHeader)
-	for i := range rows {
-		fmt.Fprintf(&buf, "10-01-2024,LOMBARDIA,MANTOVA,%06d,COMUNE NUMERO %d,%d\n", i, i, 1000+i%50000)
+	rows := 200_000
+	if v := os.Getenv("PIAZZA_BENCH_ROWS"); v != "" {
+		if _, err := fmt.Sscan(v, &rows); err != nil || rows < 1 {
+			b.Fatalf("PIAZZA_BENCH_ROWS=%q", v)
+		}
 	}
-	in := writeFile(b, dir, "pop.csv", buf.String())
-	buf = bytes.Buffer{}
+	in := filepath.Join(b.TempDir(), "pop.csv")
+	f, err := os.Create(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	w.WriteString(popHeader)
+	for i := range rows {
+		fmt.Fprintf(w, "10-01-2024,LOMBARDIA,MANTOVA,%07d,COMUNE NUMERO %d,%d\n", i, i, 1000+i%50000)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	runtime.GC()
 	var got atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
@@ -443,7 +457,7 @@ func BenchmarkRunToHTTP(b *testing.B) {
 	cpu0 := cpuTime()
 	for b.Loop() {
 		sum, err := adapters.Run(context.Background(), cfg, adapters.Options{Progress: sample, ProgressEvery: 20_000})
-		if err != nil || sum.Written != rows {
+		if err != nil || sum.Written != int64(rows) {
 			b.Fatalf("%+v %v", sum, err)
 		}
 		total += rows
