@@ -108,7 +108,7 @@ type SinkConfig struct {
 	// Timeout bounds one HTTP request.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
 	// MaxRetries bounds the retries of one batch after network errors, 5xx
-	// and 429 answers.
+	// and 429 answers (0 means the default; -1 means no retry).
 	MaxRetries int `yaml:"maxRetries" json:"maxRetries"`
 	// Backoff is the first retry delay; it doubles each time (with jitter)
 	// up to MaxBackoff. A Retry-After header is honoured up to MaxBackoff.

@@ -325,7 +325,7 @@ func (e RowError) String() string {
 // rejected and cfg.AllowRejects is false.
 func Run(ctx context.Context, cfg PipelineConfig, opts Options) (Summary, error) {
 	start := time.Now()
-	r := &runner{ctx: ctx, cfg: cfg, opts: opts, start: start,
+	r := &runner{ctx: ctx, cfg: cfg, opts: opts, start: start, inBatch: map[string]struct{}{},
 		sum: Summary{Pipeline: cfg.Name, Mapping: cfg.MappingName, DryRun: opts.DryRun}}
 	if r.opts.SampleSize == 0 {
 		r.opts.SampleSize = 3
@@ -414,6 +414,7 @@ type runner struct {
 	spareBatch  []Entity
 	spareOwners []*recRef
 	inflight    *inflight
+	inBatch     map[string]struct{} // ids in batch
 	header      *Header
 	offset      int64
 	rejectF     *os.File
@@ -477,6 +478,14 @@ func (r *runner) Emit(rec Record) error {
 	ref := &recRef{rec: rec}
 	ref.rec.Values = nil // only the position and the raw text are needed later
 	for _, e := range entities {
+		if _, dup := r.inBatch[e.ID()]; dup {
+			// The same entity twice in one batch: deliver what came before,
+			// so that the broker sees the writes in the input's order.
+			if err := r.flush(); err != nil {
+				return err
+			}
+		}
+		r.inBatch[e.ID()] = struct{}{}
 		r.batch = append(r.batch, e)
 		r.owners = append(r.owners, ref)
 		if len(r.batch) >= r.batchSize {
@@ -513,6 +522,7 @@ func (r *runner) flush() error {
 	if len(r.batch) == 0 || r.sink == nil {
 		return nil
 	}
+	clear(r.inBatch)
 	fl := &inflight{batch: r.batch, owners: r.owners, done: make(chan delivered, 1)}
 	go func() {
 		res, err := r.sink.Deliver(r.ctx, fl.batch)

@@ -468,3 +468,25 @@ func BenchmarkRunToHTTP(b *testing.B) {
 		b.ReportMetric(float64(total)/cpu.Seconds(), "rows/cpu-s") // the broker double's share included
 	}
 }
+
+func TestRunDuplicateIDsKeepOrder(t *testing.T) {
+	dir := t.TempDir()
+	in := writeFile(t, dir, "pop.csv", popHeader+
+		"10-01-2024,LOMBARDIA,MANTOVA,020001,A,1\n"+
+		"10-01-2024,LOMBARDIA,MANTOVA,020002,B,2\n"+
+		"10-01-2024,LOMBARDIA,MANTOVA,020001,A,3\n") // the same comune again: a correction
+	fb, srv := newFakeBroker(t)
+	cfg, _ := adapters.PresetPipeline("anpr_popolazione_residente", in, adapters.SinkConfig{URL: srv.URL})
+	sum, err := adapters.Run(context.Background(), cfg, adapters.Options{})
+	if err != nil || sum.Written != 3 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	if b := fb.batches(); len(b) != 2 || len(b[0].ids) != 2 || len(b[1].ids) != 1 {
+		t.Errorf("batches = %+v, want the repeated id in a second batch", b)
+	}
+	var e map[string]map[string]any
+	json.Unmarshal([]byte(fb.store["urn:ngsi-ld:Observation:anpr:popolazione-residente:020001:2024-01-10"]), &e)
+	if e["obsValue"]["value"] != 3.0 {
+		t.Errorf("stored value %v, want the last row's 3", e["obsValue"]["value"])
+	}
+}

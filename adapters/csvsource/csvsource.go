@@ -477,7 +477,7 @@ func (r *reader) next() ([]byte, int, error) {
 				return trimEOL(r.buf), start, &parseError{msg: fmt.Sprintf("unterminated quoted field (the record starts on line %d)", start)}
 			}
 			rec := trimEOL(r.buf)
-			if len(rec) == 0 {
+			if len(bytes.TrimSpace(rec)) == 0 {
 				if ended {
 					return nil, start, io.EOF
 				}

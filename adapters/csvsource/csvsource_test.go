@@ -65,7 +65,7 @@ func TestRead(t *testing.T) {
 		{"crlf", "A,B\r\n1,2\r\n3,4", Config{}, []string{"A", "B"}, [][]string{{"1", "2"}, {"3", "4"}}, []int{2, 3}, 0},
 		{"quotes", "A,B\n\"x, y\",\"say \"\"hi\"\"\"\n", Config{}, []string{"A", "B"}, [][]string{{"x, y", `say "hi"`}}, []int{2}, 0},
 		{"newline in quotes", "A,B\n\"two\nlines\",2\n3,4\n", Config{}, []string{"A", "B"}, [][]string{{"two\nlines", "2"}, {"3", "4"}}, []int{2, 4}, 0},
-		{"blank lines", "A,B\n\n1,2\n\n\n3,4\n", Config{}, []string{"A", "B"}, [][]string{{"1", "2"}, {"3", "4"}}, []int{3, 6}, 0},
+		{"blank lines", "A,B\n\n1,2\n  \t\n\n3,4\n", Config{}, []string{"A", "B"}, [][]string{{"1", "2"}, {"3", "4"}}, []int{3, 6}, 0},
 		{"latin1", "COMUNE\nCESAR\xd2\n", Config{Encoding: "latin-1"}, []string{"COMUNE"}, [][]string{{"CESARÒ"}}, []int{2}, 0},
 		{"cp1252", "P\n\x8010\n", Config{Encoding: "windows-1252"}, []string{"P"}, [][]string{{"€10"}}, []int{2}, 0},
 		{"skip lines", "Title of the table\nA,B\n1,2\n", Config{SkipLines: 1}, []string{"A", "B"}, [][]string{{"1", "2"}}, []int{3}, 0},
