@@ -164,8 +164,8 @@ func compileWith(root *document, lookup docLookup, rewrite bool) (s *gojsonschem
 // oneOf rewrite when asked (it is speed).
 func prepareTree(tree any, d *document, speed bool) error {
 	if modernDraft(tree) {
-		if err := rewriteModern(tree, d.owner+"#"); err != nil {
-			return err
+		if err := rewriteModern(tree, nil); err != nil {
+			return fmt.Errorf("%s: %w", d.owner, err)
 		}
 	}
 	if speed {

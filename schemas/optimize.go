@@ -41,7 +41,7 @@ func modernDraft(tree any) bool {
 //
 // It returns an error for a translation that would clash with a keyword
 // already present.
-func rewriteModern(node any, where string) error {
+func rewriteModern(node any, where *schemaPath) error {
 	m, ok := node.(map[string]any)
 	if !ok {
 		return nil
@@ -52,7 +52,7 @@ func rewriteModern(node any, where string) error {
 	if ref, ok := m["$ref"]; ok && hasAssertionSiblings(m) {
 		all, _ := m["allOf"].([]any)
 		if _, exists := m["allOf"]; exists && all == nil {
-			return fmt.Errorf("%w: at %s: allOf must be an array", ErrInvalidSchema, where)
+			return fmt.Errorf("%w: at #%.200s: allOf must be an array", ErrInvalidSchema, where)
 		}
 		m["allOf"] = append(all, map[string]any{"$ref": ref})
 		delete(m, "$ref")
@@ -64,14 +64,14 @@ func rewriteModern(node any, where string) error {
 		}
 		deps, _ := m["dependencies"].(map[string]any)
 		if _, exists := m["dependencies"]; exists && deps == nil {
-			return fmt.Errorf("%w: at %s: dependencies must be an object", ErrInvalidSchema, where)
+			return fmt.Errorf("%w: at #%.200s: dependencies must be an object", ErrInvalidSchema, where)
 		}
 		if deps == nil {
 			deps = make(map[string]any, len(dm))
 		}
 		for name, v := range dm {
 			if _, clash := deps[name]; clash {
-				return fmt.Errorf("%w: at %s: property %q is in both dependentRequired and dependentSchemas (or dependencies)", ErrUnsupportedKeyword, where, name)
+				return fmt.Errorf("%w: at #%.200s: property %q is in both dependentRequired and dependentSchemas (or dependencies)", ErrUnsupportedKeyword, where, name)
 			}
 			deps[name] = v
 		}
@@ -80,7 +80,7 @@ func rewriteModern(node any, where string) error {
 	}
 	if prefix, ok := m["prefixItems"].([]any); ok {
 		if _, clash := m["additionalItems"]; clash {
-			return fmt.Errorf("%w: at %s: prefixItems beside additionalItems", ErrUnsupportedKeyword, where)
+			return fmt.Errorf("%w: at #%.200s: prefixItems beside additionalItems", ErrUnsupportedKeyword, where)
 		}
 		if rest, ok := m["items"]; ok {
 			m["additionalItems"] = rest
@@ -109,12 +109,31 @@ func hasAssertionSiblings(m map[string]any) bool {
 	return false
 }
 
+// schemaPath is a JSON pointer built only when an error message needs it.
+type schemaPath struct {
+	parent *schemaPath
+	tokens []string // unescaped
+}
+
+func (p *schemaPath) String() string {
+	if p == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(p.parent.String())
+	for _, t := range p.tokens {
+		b.WriteByte('/')
+		b.WriteString(escapePointer(t))
+	}
+	return b.String()
+}
+
 // forEachSubschema calls fn on every direct subschema of m.
-func forEachSubschema(m map[string]any, where string, fn func(any, string) error) error {
+func forEachSubschema(m map[string]any, where *schemaPath, fn func(any, *schemaPath) error) error {
 	for _, k := range schemaMapKeywords {
 		if sub, ok := m[k].(map[string]any); ok {
 			for name, v := range sub {
-				if err := fn(v, where+"/"+k+"/"+escapePointer(name)); err != nil {
+				if err := fn(v, &schemaPath{parent: where, tokens: []string{k, name}}); err != nil {
 					return err
 				}
 			}
@@ -122,7 +141,7 @@ func forEachSubschema(m map[string]any, where string, fn func(any, string) error
 	}
 	for _, k := range schemaKeywords {
 		if sub, ok := m[k].(map[string]any); ok {
-			if err := fn(sub, where+"/"+k); err != nil {
+			if err := fn(sub, &schemaPath{parent: where, tokens: []string{k}}); err != nil {
 				return err
 			}
 		}
@@ -130,7 +149,7 @@ func forEachSubschema(m map[string]any, where string, fn func(any, string) error
 	for _, k := range schemaListKeywords {
 		if list, ok := m[k].([]any); ok {
 			for i, v := range list {
-				if err := fn(v, where+"/"+k+"/"+strconv.Itoa(i)); err != nil {
+				if err := fn(v, &schemaPath{parent: where, tokens: []string{k, strconv.Itoa(i)}}); err != nil {
 					return err
 				}
 			}
