@@ -236,6 +236,7 @@ type evalCtx struct {
 	lastDate string
 	lastTime time.Time
 	lastPrec Precision
+	lastDay  string
 }
 
 func (ec *evalCtx) parseTime(s string) (time.Time, Precision, error) {
@@ -244,9 +245,20 @@ func (ec *evalCtx) parseTime(s string) (time.Time, Precision, error) {
 	}
 	t, p, err := ParseTime(s, ec.m.loc)
 	if err == nil {
-		ec.lastDate, ec.lastTime, ec.lastPrec = s, t, p
+		ec.lastDate, ec.lastTime, ec.lastPrec, ec.lastDay = s, t, p, ""
 	}
 	return t, p, err
+}
+
+// day formats t as yyyy-mm-dd, once per record for the last date parsed.
+func (ec *evalCtx) day(t time.Time) string {
+	if t.Equal(ec.lastTime) && t.Location() == ec.lastTime.Location() {
+		if ec.lastDay == "" {
+			ec.lastDay = t.Format("2006-01-02")
+		}
+		return ec.lastDay
+	}
+	return t.Format("2006-01-02")
 }
 
 func (ec *evalCtx) get(r *fieldRef) (any, int, error) {
@@ -523,10 +535,18 @@ func convert(v any, conv int, ec *evalCtx) (any, error) {
 	switch conv {
 	case convNone:
 		if s, ok := v.(string); ok {
-			return strings.TrimSpace(s), nil
+			if t := strings.TrimSpace(s); len(t) != len(s) {
+				return t, nil
+			}
 		}
-		return v, nil
+		return v, nil // already boxed: no allocation
 	case convString:
+		if s, ok := v.(string); ok {
+			if t := strings.TrimSpace(s); len(t) != len(s) {
+				return t, nil
+			}
+			return v, nil
+		}
 		return strings.TrimSpace(valueString(v)), nil
 	case convInteger:
 		switch x := v.(type) {
@@ -567,7 +587,7 @@ func convert(v any, conv int, ec *evalCtx) (any, error) {
 		}
 		switch conv {
 		case convDate:
-			return t.Format("2006-01-02"), nil
+			return ec.day(t), nil
 		case convEndDate:
 			return periodEnd(t, p).Format("2006-01-02"), nil
 		case convMonth:

@@ -249,7 +249,7 @@ func applyFilter(f filter, s string, ec *evalCtx) (string, error) {
 		}
 		switch f.kind {
 		case filterDate:
-			return tm.Format("2006-01-02"), nil
+			return ec.day(tm), nil
 		case filterMonth:
 			return tm.Format("2006-01"), nil
 		case filterYear:
