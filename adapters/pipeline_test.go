@@ -490,3 +490,87 @@ func TestRunDuplicateIDsKeepOrder(t *testing.T) {
 		t.Errorf("stored value %v, want the last row's 3", e["obsValue"]["value"])
 	}
 }
+
+// pollSource is a test source kind that emits two "polls" of records and
+// calls Sync after each, as an HTTP polling source will; it fails after the
+// polls when told to, to check that Run closes it after a partial start.
+type pollSource struct {
+	cfg struct {
+		Polls int  `yaml:"polls"`
+		Fail  bool `yaml:"fail"`
+	}
+	closed int
+}
+
+var lastPoll *pollSource
+
+func init() {
+	adapters.Register("test-poll", func(c adapters.SourceConfig) (adapters.Source, error) {
+		s := &pollSource{}
+		if err := c.Decode(&s.cfg); err != nil {
+			return nil, err
+		}
+		lastPoll = s
+		return s, nil
+	})
+}
+
+func (s *pollSource) Run(ctx context.Context, out adapters.Emitter) error {
+	h := adapters.NewFieldsHeader([]string{"k"})
+	n := 0
+	for p := 0; p < s.cfg.Polls; p++ {
+		for i := 0; i < 3; i++ {
+			n++
+			if err := out.Emit(adapters.Record{Input: "poll", Index: n, Header: h, Values: []any{fmt.Sprint(n)}, Raw: fmt.Sprint(n)}); err != nil {
+				return err
+			}
+		}
+		if err := out.Sync(); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Fail {
+		return errors.New("feed went away")
+	}
+	return nil
+}
+
+func (s *pollSource) Close() error { s.closed++; return nil }
+
+// recordingSink is a Sink in the same process (as `piazza serve` will use).
+type recordingSink struct{ batches [][]string }
+
+func (r *recordingSink) Deliver(_ context.Context, batch []adapters.Entity) (adapters.DeliveryResult, error) {
+	var ids []string
+	for _, e := range batch {
+		ids = append(ids, e.ID())
+	}
+	r.batches = append(r.batches, ids)
+	return adapters.DeliveryResult{Written: len(batch)}, nil
+}
+func (r *recordingSink) Close() error { return nil }
+
+func TestRunSyncAndPartialStart(t *testing.T) {
+	m := mustMapping(t, "type: T\nid: \"urn:x:{{k}}\"\nattributes: {k: k}\n")
+	src, _ := adapters.NewSourceConfig("test-poll", map[string]any{"polls": 2})
+	sink := &recordingSink{}
+	sum, err := adapters.Run(context.Background(), adapters.PipelineConfig{Name: "poll", Source: src, Mapping: m}, adapters.Options{Sink: sink})
+	if err != nil || sum.Written != 6 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	if len(sink.batches) != 2 || len(sink.batches[0]) != 3 {
+		t.Errorf("batches %v, want one per poll", sink.batches)
+	}
+	if lastPoll.closed != 1 {
+		t.Errorf("closed %d times", lastPoll.closed)
+	}
+	src, _ = adapters.NewSourceConfig("test-poll", map[string]any{"polls": 1, "fail": true})
+	_, err = adapters.Run(context.Background(), adapters.PipelineConfig{Name: "poll", Source: src, Mapping: m}, adapters.Options{Sink: sink})
+	if err == nil || !strings.Contains(err.Error(), "feed went away") || lastPoll.closed != 1 {
+		t.Errorf("failing source: %v, closed %d times", err, lastPoll.closed)
+	}
+	src, _ = adapters.NewSourceConfig("test-poll", map[string]any{"polls": 1, "every": "5m"})
+	if _, err := adapters.NewSource(src); !errors.Is(err, adapters.ErrInvalidConfig) || !strings.Contains(err.Error(), `"every"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+}
