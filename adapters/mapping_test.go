@@ -346,3 +346,61 @@ entities:
 		t.Errorf("@context = %v", ents[0]["@context"])
 	}
 }
+
+func TestRecordHelpers(t *testing.T) {
+	rec := csvRecord([]string{"DATA ELABORAZIONE", "N"}, 4, "10-01-2024", "3")
+	if v, ok := rec.Get("data_elaborazione"); !ok || v != "10-01-2024" {
+		t.Errorf("Get = %v %v", v, ok)
+	}
+	if _, ok := rec.Get("nope"); ok {
+		t.Error("Get found a missing field")
+	}
+	if rec.Position() != "in.csv:4" {
+		t.Errorf("Position = %q", rec.Position())
+	}
+	rec.Line = 0
+	if rec.Position() != "in.csv: record 3" {
+		t.Errorf("Position = %q", rec.Position())
+	}
+}
+
+func TestGeometryValues(t *testing.T) {
+	m := mustMapping(t, "type: T\nid: \"urn:x:{{K}}\"\nattributes:\n  location: {kind: GeoProperty, from: G}\n")
+	for g, ok := range map[string]bool{
+		`{"type":"Point","coordinates":[10.79,45.16]}`:                 true,
+		`{"type":"GeometryCollection","geometries":[]}`:                true,
+		`{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}`: true,
+		`{"type":"Point"}`: false,
+		`{"type":"Feature","geometry":{"type":"Point","coordinates":[1,2]}}`: false,
+		`POINT(10.79 45.16)`: false,
+		`[10.79, 45.16]`:     false,
+	} {
+		rec := csvRecord([]string{"K", "G"}, 2, "1", g)
+		_, err := m.Map(&rec)
+		if (err == nil) != ok {
+			t.Errorf("%s: %v", g, err)
+		}
+		if err != nil && !errors.Is(err, adapters.ErrInvalidValue) {
+			t.Errorf("%s: %v is not ErrInvalidValue", g, err)
+		}
+	}
+	// Constant geometry and constant point coordinates.
+	m = mustMapping(t, `
+type: T
+id: "urn:x:{{K}}"
+attributes:
+  location: {kind: GeoProperty, value: {type: Point, coordinates: [10.79, 45.16]}}
+  area: {kind: GeoProperty, point: {lon: {value: 10}, lat: LAT}}
+`)
+	rec := csvRecord([]string{"K", "LAT"}, 2, "1", "45.5")
+	ents, err := m.Map(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ents[0].KeyValues()["area"].(map[string]any)["coordinates"]; !reflect.DeepEqual(c, []any{10.0, 45.5}) {
+		t.Errorf("area = %v", c)
+	}
+	if _, err := adapters.ParseMapping([]byte("type: T\nid: \"urn:x:{{K}}\"\nattributes:\n  location: {kind: GeoProperty, value: {type: Circle}}\n")); err == nil {
+		t.Error("a constant that is not a geometry was accepted")
+	}
+}

@@ -454,7 +454,7 @@ func (r *reader) next() ([]byte, int, error) {
 			}
 			if err == bufio.ErrBufferFull {
 				if len(r.buf) > MaxRecordBytes {
-					return r.overlong(start)
+					return r.overlong(start, false)
 				}
 				continue
 			}
@@ -469,7 +469,7 @@ func (r *reader) next() ([]byte, int, error) {
 			}
 			if state == stQuoted && !ended {
 				if len(r.buf) > MaxRecordBytes {
-					return r.overlong(start)
+					return r.overlong(start, true)
 				}
 				continue // a line break inside quotes
 			}
@@ -489,9 +489,11 @@ func (r *reader) next() ([]byte, int, error) {
 	}
 }
 
-// overlong drops the rest of the current physical line and reports it.
-func (r *reader) overlong(start int) ([]byte, int, error) {
-	for {
+// overlong reports a record past MaxRecordBytes; unless lineDone, it first
+// drops the rest of the current physical line. Reading resumes on the next
+// line, outside quotes.
+func (r *reader) overlong(start int, lineDone bool) ([]byte, int, error) {
+	for !lineDone {
 		chunk, err := r.br.ReadSlice('\n')
 		r.offset += int64(len(chunk))
 		if err != bufio.ErrBufferFull {

@@ -214,3 +214,20 @@ func FuzzCSV(f *testing.F) {
 		}
 	})
 }
+
+func TestOverlongRecord(t *testing.T) {
+	for name, in := range map[string]string{
+		"open quote":    "A,B\n\"open" + strings.Repeat("x", MaxRecordBytes+10) + "\n1,2\n",
+		"one long line": "A,B\n" + strings.Repeat("x", MaxRecordBytes+100_000) + ",1\n1,2\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := read(t, in, Config{})
+			if len(c.rejects) != 1 || len(c.recs) != 1 || values(c.recs[0])[1] != "2" || c.recs[0].Line != 3 {
+				t.Fatalf("records %d, rejects %d", len(c.recs), len(c.rejects))
+			}
+			if len(c.rejects[0].Raw) != 200 || !strings.Contains(c.errs[0].Error(), "longer than") {
+				t.Errorf("reject raw %d bytes, error %v", len(c.rejects[0].Raw), c.errs[0])
+			}
+		})
+	}
+}
