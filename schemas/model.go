@@ -49,9 +49,10 @@ func (m *Model) Schema() []byte {
 
 // Validate checks a keyValues (simplified) document against the model. It
 // returns nil, nil when the document is valid, and otherwise every violation,
-// sorted by pointer. kv is read, never modified or kept; it may hold the
-// values encoding/json decodes to (with or without UseNumber), Go integers,
-// and any other value with a JSON form (slower).
+// sorted by pointer. kv is read, never modified or kept (a nil map is an
+// empty document); it may hold the values encoding/json decodes to (with or
+// without UseNumber), Go integers, and any other value with a JSON form
+// (slower).
 //
 // The error is not a verdict on the document: it is ErrInvalidDocument for a
 // value that has no JSON form or is nested too deep, and ErrInternal when the
