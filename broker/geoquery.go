@@ -126,6 +126,9 @@ func ParseGeoQuery(georel, geometry, coordinates, geoproperty string, names Name
 		return nil, badData("coordinates: %v", err)
 	}
 	g.ref = buildGeom(gj)
+	if math.IsInf(g.ref.box.minX, 0) {
+		return nil, badData("coordinates: the %s has no positions", geometry)
+	}
 	g.ref.alignParts()
 	if g.rel == relNear && geometry != "Point" {
 		return nil, badData("georel: near needs a Point geometry, not %s", geometry)
@@ -267,13 +270,16 @@ func capBBox(lon, lat, d float64) (float64, float64, float64, float64, bool) {
 
 // wrapLon brings a longitude into [-180, 180].
 func wrapLon(x float64) float64 {
-	for x > 180 {
-		x -= 360
-	}
-	for x < -180 {
-		x += 360
+	if x > 180 || x < -180 {
+		x = nearLon(x, 0)
 	}
 	return x
+}
+
+// nearLon shifts longitude v by a multiple of 360° to within 180° of x.
+// (Arithmetic, not a loop: an infinite or NaN input cannot hang it.)
+func nearLon(v, x float64) float64 {
+	return v + 360*math.Round((x-v)/360)
 }
 
 // DistanceMeters is the great-circle distance between two lon/lat points in
@@ -405,12 +411,7 @@ func unwrap(ps []pt) []pt {
 		raw := ps[i].x
 		d := raw - prevRaw
 		if math.Abs(d) != 360 {
-			for d > 180 {
-				d -= 360
-			}
-			for d < -180 {
-				d += 360
-			}
+			d = nearLon(d, 0)
 		}
 		ps[i].x = ps[i-1].x + d
 		prevRaw = raw
@@ -491,14 +492,7 @@ func shiftNear(ps []pt, x float64) {
 		return
 	}
 	m := midX(ps)
-	d := 0.0
-	for m+d-x > 180 {
-		d -= 360
-	}
-	for m+d-x < -180 {
-		d += 360
-	}
-	if d != 0 {
+	if d := nearLon(m, x) - m; d != 0 && !math.IsNaN(d) {
 		for i := range ps {
 			ps[i].x += d
 		}
@@ -509,11 +503,8 @@ func shiftNear(ps []pt, x float64) {
 // a multiple of 360° so that it lies within 180° of longitude x.
 func (g *geom) alignTo(x float64) {
 	for i := range g.pts {
-		for g.pts[i].x-x > 180 {
-			g.pts[i].x -= 360
-		}
-		for g.pts[i].x-x < -180 {
-			g.pts[i].x += 360
+		if v := nearLon(g.pts[i].x, x); !math.IsNaN(v) {
+			g.pts[i].x = v
 		}
 	}
 	for _, l := range g.lines {
@@ -951,14 +942,7 @@ func distanceTo(q pt, g *geom) float64 {
 	})
 	if len(g.polys) > 0 {
 		// Inside a polygon: bring q next to the geometry first.
-		qs := q
-		c := g.centerX()
-		for qs.x-c > 180 {
-			qs.x -= 360
-		}
-		for qs.x-c < -180 {
-			qs.x += 360
-		}
+		qs := pt{nearLon(q.x, g.centerX()), q.y}
 		pg := geom{polys: g.polys, box: g.box}
 		if locate(qs, &pg) != locExterior {
 			return 0

@@ -296,6 +296,20 @@ func mustNumberGeo(s string) any {
 	return v
 }
 
+func TestWrapLon(t *testing.T) {
+	for _, c := range [][2]float64{{0, 0}, {180, 180}, {-180, -180}, {190, -170}, {-190, 170}, {720 + 10, 10}, {-540, -180}} {
+		if got := wrapLon(c[0]); got != c[1] && !(math.Abs(got) == 180 && math.Abs(c[1]) == 180) {
+			t.Errorf("wrapLon(%v) = %v, want %v", c[0], got, c[1])
+		}
+	}
+	// Infinite and NaN inputs return (NaN) instead of looping forever.
+	for _, x := range []float64{math.Inf(1), math.Inf(-1), math.NaN()} {
+		_ = wrapLon(x)
+		_ = nearLon(x, 0)
+		_ = nearLon(0, x)
+	}
+}
+
 func TestGeoQueryBBox(t *testing.T) {
 	cases := []struct {
 		name, georel, geometry, coords string
@@ -390,6 +404,9 @@ func TestGeoQueryErrors(t *testing.T) {
 		{"within", "Polygon", "[[[0,0],[1,0],[0,0]]]", "", "at least 4"},
 		{"within", "MultiPoint", "[" + strings.Repeat("[0,0],", MaxGeoPositions) + "[0,0]]", "", "more than 50000 positions"},
 		{"within", "Point", "[0,0]", "bad name", "geoproperty"},
+		{"within", "MultiPoint", "[]", "", "the MultiPoint has no positions"},
+		{"intersects", "MultiLineString", "[]", "", "has no positions"},
+		{"overlaps", "MultiPolygon", "[]", "", "has no positions"},
 	}
 	for _, c := range cases {
 		name := c.georel + " " + c.geometry + " " + c.coords
@@ -417,6 +434,8 @@ func FuzzParseGeoQuery(f *testing.F) {
 	f.Add("equals", "MultiPoint", "[[0,0],[1,1]]", "")
 	f.Add("near;minDistance==10", "Point", "[0,90]", "loc")
 	f.Add("contains", "MultiLineString", "[[[0,0],[1,1]]]", "")
+	f.Add("equals", "MultiPoint", "[,", "q")
+	f.Add("overlaps", "MultiPolygon", "[]", "")
 	ents := []*Entity{
 		geoEntity("urn:a", point(13.41, 52.5)),
 		geoEntity("urn:b", polygon(-1, -1, 1, 1)),
