@@ -71,7 +71,11 @@ func appendState(cur, frag *Entity, noOverwrite bool, ts time.Time) (*Entity, []
 	var nu []NotUpdated
 	addTypes(cur, frag.Types)
 	if frag.Scope != nil {
-		cur.Scope = frag.Scope
+		if noOverwrite {
+			cur.Scope = unionScopes(cur.Scope, frag.Scope)
+		} else {
+			cur.Scope = frag.Scope
+		}
 	}
 	for _, name := range frag.AttrNames() {
 		for _, a := range frag.Attrs[name] {
@@ -92,9 +96,24 @@ func appendState(cur, frag *Entity, noOverwrite bool, ts time.Time) (*Entity, []
 // attributes the entity does not have are reported as not updated.
 func updateState(cur, frag *Entity, ts time.Time) (*Entity, []NotUpdated) {
 	var nu []NotUpdated
+	addTypes(cur, frag.Types)
+	if frag.Scope != nil {
+		if cur.Scope == nil {
+			nu = append(nu, NotUpdated{Attr: "scope", Reason: "the entity has no scope"})
+		} else {
+			cur.Scope = frag.Scope
+		}
+	}
 	for _, name := range frag.AttrNames() {
 		for _, a := range frag.Attrs[name] {
 			old := cur.Attrs[name].Instance(a.DatasetID)
+			if old != nil && a.Delete {
+				// The NGSI-LD Null deletes the instance.
+				if cur.Attrs[name] = cur.Attrs[name].without(a.DatasetID); len(cur.Attrs[name]) == 0 {
+					delete(cur.Attrs, name)
+				}
+				continue
+			}
 			if old == nil {
 				reason := "the entity has no such attribute"
 				if a.DatasetID != "" {
@@ -150,9 +169,11 @@ func mergeAttr(old, patch *Attribute) *Attribute {
 		return out
 	}
 	out := old.clone()
-	out.Type, out.Value = patch.Type, patch.Value
-	if patch.Type != Relationship && patch.Type != ListRelationship {
-		out.ObjectType = nil
+	if patch.Type != 0 {
+		out.Type, out.Value = patch.Type, patch.Value
+		if patch.Type != Relationship && patch.Type != ListRelationship {
+			out.ObjectType = nil
+		}
 	}
 	if patch.ObjectType != nil {
 		out.ObjectType = patch.ObjectType
@@ -188,6 +209,21 @@ func dropDeletedSubs(a *Attribute) {
 	if len(a.Sub) == 0 {
 		a.Sub = nil
 	}
+}
+
+// unionScopes adds the scopes of b that a lacks.
+func unionScopes(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, s := range b {
+		found := false
+		for _, x := range out {
+			found = found || x == s
+		}
+		if !found {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // sameContent reports whether two states hold the same data, system times aside.

@@ -336,6 +336,10 @@ func (b *Broker) PatchAttr(ctx context.Context, tenant, id, name string, patch *
 		if old == nil {
 			return nil, "", nil, attrNotFound(id, name, patch.DatasetID)
 		}
+		if patch.Type != 0 && patch.Type != old.Type {
+			return nil, "", nil, &Error{Kind: ErrBadRequestData, Entity: id,
+				Detail: fmt.Sprintf("attribute %s of %s is a %s: a partial update cannot make it a %s (replace it instead)", name, id, old.Type, patch.Type)}
+		}
 		merged := mergeAttr(old, patch)
 		stamp(merged, old, ts)
 		cur.Attrs[name] = cur.Attrs[name].put(merged)
@@ -382,6 +386,11 @@ func deleteAttrStep(id, name, datasetID string, all bool) stepFunc {
 		}
 		is := cur.Attrs[name]
 		switch {
+		case name == "scope" && len(is) == 0:
+			if cur.Scope == nil {
+				return nil, "", nil, attrNotFound(id, name, datasetID)
+			}
+			cur.Scope = nil
 		case all && len(is) > 0:
 			delete(cur.Attrs, name)
 		case is.Instance(datasetID) != nil:

@@ -193,3 +193,70 @@ func TestDeleteHistory(t *testing.T) {
 		t.Fatalf("history of an unknown id: %v", err)
 	}
 }
+
+// TestAttributeEdgeCases covers what the ETSI conformance suite found:
+// partial updates of sub-attributes only, kind changes, the NGSI-LD Null in
+// its list and language-map forms, and scope in attribute operations.
+func TestAttributeEdgeCases(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	ctx := context.Background()
+	id := "urn:ngsi-ld:Vehicle:1"
+	if _, err := b.Create(ctx, "", mustParse(t, `{"id":"`+id+`","type":"Vehicle","scope":"/Mantova",
+		"isParked":{"type":"Relationship","object":"urn:ngsi-ld:OffStreetParking:1"},
+		"speed":{"type":"Property","value":40},
+		"name":{"type":"LanguageProperty","languageMap":{"it":"Autobus","en":"Bus"}},
+		"tags":{"type":"ListProperty","valueList":["a","b"]}}`, ParseOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	// Only a sub-attribute: the Relationship keeps its kind and object.
+	patch, err := ParseAttrPatch(map[string]any{"providedBy": map[string]any{"type": "Relationship", "object": "urn:ngsi-ld:Person:Bob"}}, "isParked", ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PatchAttr(ctx, "", id, "isParked", patch); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := b.Get(ctx, "", id)
+	a := got.Attrs["isParked"][0]
+	if a.Type != Relationship || a.Value != "urn:ngsi-ld:OffStreetParking:1" || a.Sub["providedBy"] == nil {
+		t.Fatalf("isParked after a sub-attribute patch: %+v", a)
+	}
+	// A partial update cannot turn a Property into a Relationship.
+	patch, _ = ParseAttrPatch(map[string]any{"type": "Relationship", "object": "urn:x:y"}, "speed", ParseOptions{})
+	if _, err := b.PatchAttr(ctx, "", id, "speed", patch); !errors.Is(err, ErrBadRequestData) {
+		t.Fatalf("kind change by partial update: %v", err)
+	}
+	// The NGSI-LD Null in PATCH /attrs, in a languageMap and in a list deletes.
+	frag := mustParse(t, `{"speed":{"type":"Property","value":"urn:ngsi-ld:null"},
+		"name":{"type":"LanguageProperty","languageMap":{"@none":"urn:ngsi-ld:null"}},
+		"tags":{"type":"ListProperty","valueList":["urn:ngsi-ld:null"]}}`, ParseOptions{Fragment: true, AllowNull: true})
+	out, err := b.UpdateAttrs(ctx, "", id, frag)
+	if err != nil || len(out.NotUpdated) > 0 {
+		t.Fatalf("update with nulls: %+v %v", out, err)
+	}
+	got, _ = b.Get(ctx, "", id)
+	for _, n := range []string{"speed", "name", "tags"} {
+		if _, ok := got.Attrs[n]; ok {
+			t.Errorf("%s not deleted by the NGSI-LD Null", n)
+		}
+	}
+	// Scope: append with noOverwrite adds, update replaces, delete removes.
+	if _, err := b.Append(ctx, "", id, mustParse(t, `{"scope":"/Messina"}`, ParseOptions{Fragment: true}), true); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = b.Get(ctx, "", id)
+	if len(got.Scope) != 2 {
+		t.Fatalf("scope after append noOverwrite: %v", got.Scope)
+	}
+	if _, err := b.DeleteAttr(ctx, "", id, "scope", "", false); err != nil {
+		t.Fatal(err)
+	}
+	out, err = b.UpdateAttrs(ctx, "", id, mustParse(t, `{"scope":"/Roma","type":"Bus"}`, ParseOptions{Fragment: true}))
+	if err != nil || len(out.NotUpdated) != 1 || out.NotUpdated[0].Attr != "scope" {
+		t.Fatalf("update of a missing scope: %+v %v", out, err)
+	}
+	got, _ = b.Get(ctx, "", id)
+	if got.Scope != nil || !got.HasType("Bus") {
+		t.Fatalf("after update: scope %v types %v", got.Scope, got.Types)
+	}
+}

@@ -42,6 +42,9 @@ type ParseOptions struct {
 	AllowNull bool
 	// stored reads the broker's own stored form: system times are kept.
 	stored bool
+	// attrPatch reads a partial attribute update, which may leave out the
+	// value (then the attribute's Type is 0).
+	attrPatch bool
 }
 
 // DecodeJSON decodes one JSON document with numbers kept exactly. Trailing
@@ -266,6 +269,23 @@ func looksLikeAttr(m map[string]any) bool {
 	return false
 }
 
+// isNullValue reports whether the value member of a kind is the NGSI-LD
+// Null: null or "urn:ngsi-ld:null", {"@none": "urn:ngsi-ld:null"} for a
+// languageMap, ["urn:ngsi-ld:null"] for a list.
+func isNullValue(t AttrType, v any) bool {
+	if isNull(v) {
+		return true
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		none, ok := x["@none"]
+		return t == LanguageProperty && len(x) == 1 && ok && isNull(none)
+	case []any:
+		return (t == ListProperty || t == ListRelationship || t == VocabProperty) && len(x) == 1 && isNull(x[0])
+	}
+	return false
+}
+
 func isNull(v any) bool {
 	if v == nil {
 		return true
@@ -325,6 +345,11 @@ func parseAttr(v any, name string, o ParseOptions, depth int) (*Attribute, error
 		}
 	} else {
 		a.Type = inferType(m)
+		if a.Type == 0 && o.attrPatch && !sub {
+			// A partial attribute update that changes only metadata or
+			// sub-attributes: the kind and value stay as they are.
+			return parseAttrTail(a, m, o, depth)
+		}
 		if a.Type == 0 {
 			// A concise Property whose value is a JSON object.
 			if !sub && geoAttrs[name] {
@@ -341,7 +366,7 @@ func parseAttr(v any, name string, o ParseOptions, depth int) (*Attribute, error
 	if !has {
 		return nil, fmt.Errorf("a %s needs the member %q", a.Type, key)
 	}
-	if isNull(val) {
+	if isNullValue(a.Type, val) {
 		if o.AllowNull {
 			ds, _ := m["datasetId"].(string)
 			return &Attribute{Delete: true, DatasetID: ds}, nil
@@ -378,6 +403,13 @@ func parseAttr(v any, name string, o ParseOptions, depth int) (*Attribute, error
 			a.ObjectType = l
 		}
 	}
+	return parseAttrTail(a, m, o, depth)
+}
+
+// parseAttrTail reads the members every kind shares: datasetId,
+// observedAt, unitCode, system times, and the sub-attributes.
+func parseAttrTail(a *Attribute, m map[string]any, o ParseOptions, depth int) (*Attribute, error) {
+	sub := depth > 0
 	if d, has := m["datasetId"]; has {
 		s, ok := d.(string)
 		if !ok || !ValidURI(s) {
@@ -593,4 +625,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ParseAttrPatch reads the body of a partial attribute update (PATCH
+// /entities/{id}/attrs/{attr}): one attribute whose kind and value may be
+// left out (Type 0) when only metadata or sub-attributes change, and whose
+// NGSI-LD Null deletes it.
+func ParseAttrPatch(m map[string]any, name string, o ParseOptions) (*Attribute, error) {
+	if o.Names == nil {
+		o.Names = CanonicalNames
+	}
+	o.attrPatch, o.AllowNull = true, true
+	a, err := parseAttr(m, name, o, 0)
+	if err != nil {
+		return nil, &Error{Kind: ErrBadRequestData, Detail: fmt.Sprintf("attribute %s: %v", o.Names.Term(name), err)}
+	}
+	return a, nil
 }

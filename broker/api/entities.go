@@ -408,7 +408,7 @@ func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	frag, c, err := h.readFragment(w, r, id, false, false)
+	frag, c, err := h.readFragment(w, r, id, true, false)
 	if err != nil {
 		return err
 	}
@@ -440,9 +440,17 @@ func (h *Handler) readAttr(w http.ResponseWriter, r *http.Request, allowNull boo
 		return "", "", "", nil, err
 	}
 	delete(m, "@context")
+	if allowNull {
+		// A partial update: the kind and value may be left out.
+		a, err := broker.ParseAttrPatch(m, name, broker.ParseOptions{Names: names{c}})
+		if err != nil {
+			return "", "", "", nil, err
+		}
+		return tenant, id, name, a, nil
+	}
 	term, _ := pathParam(r, "attr")
 	frag := map[string]any{term: m}
-	e, err := broker.ParseEntity(frag, broker.ParseOptions{Names: names{c}, Fragment: true, AllowNull: allowNull})
+	e, err := broker.ParseEntity(frag, broker.ParseOptions{Names: names{c}, Fragment: true})
 	if err != nil {
 		return "", "", "", nil, err
 	}
