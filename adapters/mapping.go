@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"regexp"
 	"slices"
@@ -165,6 +166,9 @@ func ParseMapping(data []byte) (*Mapping, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&spec); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: the document is empty", ErrInvalidMapping)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalidMapping, err)
 	}
 	return compileMapping(&spec)

@@ -67,6 +67,8 @@ func TestParseMappingErrors(t *testing.T) {
 		{"both forms", base + "attributes: {a: A}\nentities: [{type: T, id: \"urn:x:{{A}}\", attributes: {a: A}}]\n", "not both"},
 		{"point without lat", base + "attributes:\n  location: {kind: GeoProperty, point: {lon: X}}\n", "lon and lat"},
 		{"not yaml", "type: [\n", "adapters: invalid mapping"},
+		{"empty", "", "the document is empty"},
+		{"a list", "- a\n", "must be a YAML mapping"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -42,6 +43,17 @@ type PipelineConfig struct {
 type pipelinesFile struct {
 	Sink      *SinkConfig     `yaml:"sink"`
 	Pipelines []*pipelineSpec `yaml:"pipelines"`
+}
+
+func (f *pipelinesFile) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a pipeline file is a mapping with sink and pipelines", n.Line)
+	}
+	if err := checkKeys(n, f); err != nil {
+		return err
+	}
+	type plain pipelinesFile
+	return n.Decode((*plain)(f))
 }
 
 type pipelineSpec struct {
@@ -89,6 +101,9 @@ func LoadPipelines(file string) ([]PipelineConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: %s is empty", ErrInvalidConfig, file)
+		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidConfig, file, err)
 	}
 	if len(f.Pipelines) == 0 {

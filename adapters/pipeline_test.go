@@ -211,7 +211,8 @@ pipelines:
 
 func TestLoadPipelinesErrors(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
-		{"unknown top key", "pipeline: []\n", `field pipeline not found`},
+		{"unknown top key", "pipeline: []\n", `line 1: unknown key "pipeline" (known keys: sink, pipelines)`},
+		{"not a mapping", "- a\n", "a pipeline file is a mapping"},
 		{"unknown pipeline key", "pipelines:\n  - name: a\n    sorce: {kind: csv}\n", `unknown key "sorce"`},
 		{"unknown sink key", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv}\n    mapping: anpr_certificati\n    sink: {tennant: x}\n", `unknown key "tennant"`},
 		{"unknown source key", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv, sep: \";\"}\n    mapping: anpr_certificati\n", `unknown key "sep"`},
@@ -223,6 +224,7 @@ func TestLoadPipelinesErrors(t *testing.T) {
 		{"duplicate names", "pipelines:\n  - {name: a, source: {kind: csv, path: x}, mapping: anpr_certificati}\n  - {name: a, source: {kind: csv, path: x}, mapping: anpr_certificati}\n", "duplicate name"},
 		{"bad duration", "sink: {timeout: soon}\npipelines:\n  - {name: a, source: {kind: csv, path: x}, mapping: anpr_certificati}\n", `"soon" is not a duration`},
 		{"empty", "pipelines: []\n", "no pipelines"},
+		{"empty file", "", "is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
