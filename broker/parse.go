@@ -157,6 +157,9 @@ func parseTypes(v any, names Names) ([]string, error) {
 			return nil, fmt.Errorf("%q is not a valid type name", s)
 		}
 		c := names.Canon(s)
+		if strings.HasPrefix(c, "@") {
+			return nil, fmt.Errorf("%q expands to the JSON-LD keyword %s, not a type", s, c)
+		}
 		dup := false
 		for _, y := range out {
 			dup = dup || y == c

@@ -117,6 +117,11 @@ func (h *Handler) routes() chi.Router {
 		r.Post("/entities", h.wrap(h.createEntity))
 		r.Get("/entities", h.wrap(h.queryEntities))
 		r.Delete("/entities", h.wrap(h.purgeEntities))
+		missingID := h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+			return badParam("%s needs an entity id: /ngsi-ld/v1/entities/{id}", r.Method)
+		})
+		r.Patch("/entities", missingID)
+		r.Put("/entities", missingID)
 		r.Get("/entities/{id}", h.wrap(h.getEntity))
 		r.Delete("/entities/{id}", h.wrap(h.deleteEntity))
 		r.Patch("/entities/{id}", h.wrap(h.mergeEntity))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/piazza-city/piazza/broker"
@@ -112,6 +113,19 @@ func (h *Handler) batch(w http.ResponseWriter, r *http.Request) error {
 		})
 		if err != nil {
 			return err
+		}
+	}
+	if kind == broker.BatchUpdate {
+		// Attributes kept by noOverwrite make the entity a partial failure.
+		for i, o := range outs {
+			if o.Err == nil && len(o.NotUpdated) > 0 {
+				attrs := make([]string, len(o.NotUpdated))
+				for k, nu := range o.NotUpdated {
+					attrs[k] = nu.Attr
+				}
+				outs[i].Err = &broker.Error{Kind: broker.ErrBadRequestData, Entity: o.ID,
+					Detail: fmt.Sprintf("entity %s: not updated: %s: %s", o.ID, strings.Join(attrs, ", "), o.NotUpdated[0].Reason)}
+			}
 		}
 	}
 	okStatus := http.StatusNoContent

@@ -23,6 +23,8 @@ type view struct {
 	attrs    map[string]bool // canonical; nil = all
 	ctx      *jsonld.Context
 	geoProp  string // canonical name of the GeoProperty for GeoJSON output
+	// inCollection leaves the @context to the enclosing FeatureCollection.
+	inCollection bool
 }
 
 func badParam(format string, args ...any) error {
@@ -62,7 +64,7 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 			v.count = true
 		case "noOverwrite", "update", "replace":
 		default:
-			return v, badParam("options: unknown option %q (keyValues, concise, normalized, sysAttrs, count)", o)
+			return v, &broker.Error{Kind: broker.ErrInvalidRequest, Detail: fmt.Sprintf("options: unknown option %q (keyValues, concise, normalized, sysAttrs, count)", o)}
 		}
 	}
 	switch f := q.Get("format"); f {
@@ -73,7 +75,7 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 		concise = true
 	case "normalized":
 	default:
-		return v, badParam("format: unknown format %q (normalized, concise, simplified, keyValues)", f)
+		return v, &broker.Error{Kind: broker.ErrInvalidRequest, Detail: fmt.Sprintf("format: unknown format %q (normalized, concise, simplified, keyValues)", f)}
 	}
 	if keyValues && concise {
 		return v, badParam("options/format: keyValues and concise cannot be combined")
@@ -120,14 +122,17 @@ func (v view) appendEntity(dst []byte, e *broker.Entity) []byte {
 	// GeoJSON Feature: the entity's members become the properties, the
 	// chosen GeoProperty the geometry.
 	o.Context = nil
-	var props map[string]any
-	_ = json.Unmarshal(broker.AppendEntity(nil, e, o), &props)
+	pv, _ := broker.DecodeJSON(broker.AppendEntity(nil, e, o)) // numbers stay exact
+	props, _ := pv.(map[string]any)
 	delete(props, "id")
 	var geom any
 	if is := e.Attrs[v.geoProp]; len(is) > 0 && is[0].Type == broker.GeoProperty {
 		geom = is[0].Value
 	}
 	f := map[string]any{"id": e.ID, "type": "Feature", "geometry": geom, "properties": props}
+	if !v.inCollection {
+		f["@context"] = contextValue(v.ctx)
+	}
 	b, _ := json.Marshal(f)
 	return append(dst, b...)
 }
@@ -195,7 +200,7 @@ func (h *Handler) readObject(w http.ResponseWriter, r *http.Request, allowMergeP
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: "the body must be a JSON object"}
+		return nil, nil, &broker.Error{Kind: broker.ErrInvalidRequest, Detail: "the body must be a JSON object, got " + jsonKindOf(v)}
 	}
 	c, err := h.entityContext(ctx, ld, link, m)
 	if err != nil {
@@ -245,6 +250,16 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 	e, err := h.b.Get(r.Context(), tenant, id)
 	if err != nil {
 		return err
+	}
+	if v.attrs != nil {
+		found := false
+		for a := range v.attrs {
+			_, ok := e.Attrs[a]
+			found = found || ok
+		}
+		if !found {
+			return &broker.Error{Kind: broker.ErrNotFound, Entity: id, Detail: fmt.Sprintf("entity %s has none of the attributes %s", id, r.URL.Query().Get("attrs"))}
+		}
 	}
 	if ts := r.URL.Query().Get("type"); ts != "" {
 		ok := false
@@ -611,6 +626,7 @@ func (h *Handler) queryEntities(w http.ResponseWriter, r *http.Request) error {
 	buf := make([]byte, 0, 1024*(len(res.Entities)+1))
 	if v.media == mediaGeoJSON {
 		buf = append(buf, `{"type":"FeatureCollection","features":`...)
+		v.inCollection = true
 	}
 	buf = append(buf, '[')
 	for i, e := range res.Entities {
@@ -621,6 +637,9 @@ func (h *Handler) queryEntities(w http.ResponseWriter, r *http.Request) error {
 	}
 	buf = append(buf, ']')
 	if v.media == mediaGeoJSON {
+		ctx, _ := json.Marshal(contextValue(v.ctx))
+		buf = append(buf, `,"@context":`...)
+		buf = append(buf, ctx...)
 		buf = append(buf, '}')
 	}
 	_, _ = w.Write(buf)
@@ -678,4 +697,19 @@ func (h *Handler) deleteHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// jsonKindOf names the JSON kind of a decoded body.
+func jsonKindOf(v any) string {
+	switch v.(type) {
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	}
+	return "a number"
 }

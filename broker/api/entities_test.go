@@ -294,7 +294,8 @@ func TestRoutingErrors(t *testing.T) {
 	s := newServer(t, api.Options{})
 	runSteps(t, s, []step{
 		{name: "unknown path", method: "GET", path: "/ngsi-ld/v1/nothing", status: 404, problem: "ResourceNotFound", detail: []string{"/ngsi-ld/v1/nothing"}},
-		{name: "method not allowed", method: "PUT", path: "/ngsi-ld/v1/entities", body: `{}`, status: 405, problem: "InvalidRequest", detail: []string{"PUT"}},
+		{name: "method not allowed", method: "POST", path: "/ngsi-ld/v1/entities/urn:x:1", body: `{}`, status: 405, problem: "InvalidRequest", detail: []string{"POST"}},
+		{name: "replace without id", method: "PUT", path: "/ngsi-ld/v1/entities", body: `{}`, status: 400, problem: "BadRequestData", detail: []string{"entity id"}},
 		{name: "unknown batch op", method: "POST", path: "/ngsi-ld/v1/entityOperations/explode", body: `[]`, status: 404, problem: "ResourceNotFound", detail: []string{"explode"}},
 	})
 }
@@ -400,9 +401,9 @@ func TestQueryEntities(t *testing.T) {
 		{query: "type=Sensor&limit=100000", problem: "TooManyResults"},
 		{query: "idPattern=(", problem: "BadRequestData"},
 		{query: "id=not-a-uri", problem: "BadRequestData"},
-		{query: "type=Sensor&options=bogus", problem: "BadRequestData"},
+		{query: "type=Sensor&options=bogus", problem: "InvalidRequest"},
 		{query: "type=Sensor&options=keyValues,concise", problem: "BadRequestData"},
-		{query: "type=Sensor&format=weird", problem: "BadRequestData"},
+		{query: "type=Sensor&format=weird", problem: "InvalidRequest"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -560,7 +561,7 @@ func TestBatchOperations(t *testing.T) {
 			}},
 		{name: "update", method: "POST", path: ops + "update", body: "[" + e("a", 13) + "," + e("b", 23) + "]", status: 204,
 			check: wantTemps("13 23 3")},
-		{name: "update noOverwrite", method: "POST", path: ops + "update?options=noOverwrite", body: "[" + e("a", 99) + "]", status: 204,
+		{name: "update noOverwrite", method: "POST", path: ops + "update?options=noOverwrite", body: "[" + e("a", 99) + "]", status: 207,
 			check: wantTemps("13 23 3")},
 		{name: "update missing", method: "POST", path: ops + "update", body: "[" + e("a", 14) + "," + e("zz", 1) + "]", status: 207,
 			check: func(t *testing.T, r response) {

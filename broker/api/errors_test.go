@@ -64,7 +64,7 @@ func TestRequestErrors(t *testing.T) {
 		{name: "empty body", method: "POST", path: ents, body: "", hdr: jsonHeaders,
 			status: 400, problem: "InvalidRequest", detail: []string{"empty"}},
 		{name: "array body", method: "POST", path: ents, body: `[` + ent(`"p":1`) + `]`,
-			status: 400, problem: "BadRequestData", detail: []string{"object"}},
+			status: 400, problem: "InvalidRequest", detail: []string{"object"}},
 		// Ids and types.
 		{name: "id not a URI", method: "POST", path: ents, body: `{"id":"not a uri","type":"T"}`,
 			status: 400, problem: "BadRequestData", detail: []string{"not a uri", "URI"}},

@@ -3,12 +3,16 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
@@ -47,9 +51,16 @@ func FuzzAPIEntityBody(f *testing.F) {
 	f.Add([]byte{}, false)
 
 	// Offline: a remote @context fails at once (503) instead of waiting on the network.
-	s := newServer(f, api.Options{MaxBodyBytes: 1 << 16, Contexts: jsonld.NewLoader(jsonld.LoaderOptions{Offline: true})})
-	client := &http.Client{}
+	s := newServer(f, api.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})), MaxBodyBytes: 1 << 16, Contexts: jsonld.NewLoader(jsonld.LoaderOptions{Offline: true})})
+	// A request that takes this long is a hang: fail with its body.
+	client := &http.Client{Timeout: 15 * time.Second}
 	f.Fuzz(func(t *testing.T, body []byte, ld bool) {
+		timer := time.AfterFunc(20*time.Second, func() {
+			buf := make([]byte, 1<<22)
+			n := runtime.Stack(buf, true)
+			os.WriteFile("/tmp/fuzz_api_stack.txt", append([]byte(fmt.Sprintf("%q\n", body)), buf[:n]...), 0o644)
+		})
+		defer timer.Stop()
 		ct := "application/json"
 		if ld {
 			ct = "application/ld+json"
@@ -61,7 +72,10 @@ func FuzzAPIEntityBody(f *testing.F) {
 		req.Header.Set("Content-Type", ct)
 		res, err := client.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			os.WriteFile("/tmp/fuzz_api_stack.txt", buf[:n], 0o644)
+			t.Fatalf("body %q (ld %v): %v", body, ld, err)
 		}
 		data, err := io.ReadAll(res.Body)
 		res.Body.Close()
