@@ -49,8 +49,11 @@ import (
 // compares with the literal expanded by Names.Canon. ~= is a search with
 // Go's RE2 regexp (linear time; anchor with ^ and $ for a full match).
 //
-// Linked-entity paths (attr{...}, clause 4.5.23) are refused with
-// ErrOperationNotSupported.
+// A linked-entity path, "sensor{humidity}==40" or "sensor{Device:humidity}"
+// (with a type hint), follows the objects of the relationship sensor to the
+// entities they name and evaluates the rest of the term there; it can nest
+// ("a{b{c}}"). Those entities come from a resolver given to MatchLinked;
+// Match has none, so for it linked entities do not exist.
 
 // Bounds of the q parser, so that no request can make it work for long.
 const (
@@ -64,14 +67,17 @@ const (
 	MaxQRegex = 1024
 	// maxQPath bounds the names and keys of one attribute path.
 	maxQPath = 32
+	// MaxQLinks bounds the relationships one linked-entity path follows.
+	MaxQLinks = 8
 )
 
 // QExpr is a parsed q expression. It is immutable after ParseQ and safe for
 // concurrent use by any number of goroutines.
 type QExpr struct {
-	src   string
-	root  qNode
-	attrs []string
+	src    string
+	root   qNode
+	attrs  []string
+	linked bool
 }
 
 type qKind uint8
@@ -143,6 +149,15 @@ type qTerm struct {
 	vals []qLit
 	rng  bool // vals[0]..vals[1]
 	re   *regexp.Regexp
+	// hops are the relationships a linked-entity path follows first; the
+	// rest of the term applies to the entity at their end.
+	hops []qHop
+}
+
+// qHop is one relationship of a linked-entity path.
+type qHop struct {
+	attr  string   // canonical relationship name
+	types []string // canonical type hint: the linked entity has one of them
 }
 
 // attrMeta are the members of an attribute that q can address as if they
@@ -182,9 +197,14 @@ func ParseQ(q string, names Names) (*QExpr, error) {
 	x := &QExpr{src: q, root: root}
 	seen := map[string]bool{}
 	root.walk(func(t *qTerm) {
-		if t.attr != "" && !seen[t.attr] {
-			seen[t.attr] = true
-			x.attrs = append(x.attrs, t.attr)
+		a := t.attr
+		if len(t.hops) > 0 {
+			a = t.hops[0].attr
+			x.linked = true
+		}
+		if a != "" && !seen[a] {
+			seen[a] = true
+			x.attrs = append(x.attrs, a)
 		}
 	})
 	slices.Sort(x.attrs)
@@ -199,30 +219,49 @@ func (q *QExpr) String() string { return q.src }
 func (q *QExpr) Attrs() []string { return q.attrs }
 
 // Match reports whether the entity satisfies the expression. A nil QExpr
-// matches every entity.
+// matches every entity. Linked-entity terms see no linked entities (use
+// MatchLinked).
 func (q *QExpr) Match(e *Entity) bool {
 	if q == nil {
 		return true
 	}
-	return q.root.eval(e)
+	return q.root.eval(e, nil)
 }
 
-func (n *qNode) eval(e *Entity) bool {
+// MatchLinked is Match with a resolver for linked-entity terms
+// ("sensor{humidity}==40"): resolve returns the entity with the given id, or
+// nil when there is none (or the caller may not see it). It is called only
+// for the objects of the relationships such terms name.
+func (q *QExpr) MatchLinked(e *Entity, resolve func(id string) *Entity) bool {
+	if q == nil {
+		return true
+	}
+	return q.root.eval(e, resolve)
+}
+
+// Linked reports whether the expression has linked-entity terms, which need
+// MatchLinked.
+func (q *QExpr) Linked() bool { return q != nil && q.linked }
+
+func (n *qNode) eval(e *Entity, r func(string) *Entity) bool {
 	switch n.kind {
 	case qAndNode:
 		for i := range n.kids {
-			if !n.kids[i].eval(e) {
+			if !n.kids[i].eval(e, r) {
 				return false
 			}
 		}
 		return true
 	case qOrNode:
 		for i := range n.kids {
-			if n.kids[i].eval(e) {
+			if n.kids[i].eval(e, r) {
 				return true
 			}
 		}
 		return false
+	}
+	if len(n.term.hops) > 0 {
+		return n.term.matchLinked(e, r)
 	}
 	return n.term.matchEntity(e)
 }
@@ -281,11 +320,14 @@ func (q *QExpr) Conjuncts() []QTerm {
 	}
 	switch q.root.kind {
 	case qTermNode:
+		if t := q.root.term; len(t.hops) > 0 && t.op == opNotExists {
+			return nil
+		}
 		return []QTerm{q.root.term.export()}
 	case qAndNode:
 		var out []QTerm
 		for i := range q.root.kids {
-			if k := &q.root.kids[i]; k.kind == qTermNode {
+			if k := &q.root.kids[i]; k.kind == qTermNode && !(len(k.term.hops) > 0 && k.term.op == opNotExists) {
 				out = append(out, k.term.export())
 			}
 		}
@@ -295,6 +337,10 @@ func (q *QExpr) Conjuncts() []QTerm {
 }
 
 func (t *qTerm) export() QTerm {
+	if len(t.hops) > 0 {
+		// A linked-entity term needs its first relationship.
+		return QTerm{Path: []string{t.hops[0].attr}, Attr: t.hops[0].attr, Op: "exists"}
+	}
 	x := QTerm{Attr: t.attr, Sub: t.sub, Meta: t.meta, Keys: t.keys, Op: qOpNames[t.op], Range: t.rng}
 	if t.attr != "" {
 		x.Path = append(x.Path, t.attr)
@@ -327,6 +373,59 @@ func (t *qTerm) export() QTerm {
 }
 
 // ---- evaluation ----
+
+// matchLinked follows the term's relationships from e, then evaluates the
+// rest of the term on the entities reached: any of them may match. For
+// absence ("!a{b}") no entity reached may have the target.
+func (t *qTerm) matchLinked(e *Entity, r func(string) *Entity) bool {
+	hit := t.follow(e, r, 0)
+	if t.op == opNotExists {
+		return !hit
+	}
+	return hit
+}
+
+func (t *qTerm) follow(e *Entity, r func(string) *Entity, i int) bool {
+	if i == len(t.hops) {
+		if t.op == opNotExists {
+			return !t.matchEntity(e) // the target exists here
+		}
+		return t.matchEntity(e)
+	}
+	if r == nil {
+		return false
+	}
+	h := &t.hops[i]
+	for _, a := range e.Attrs[h.attr] {
+		var objs any
+		switch a.Type {
+		case Relationship:
+			objs = a.Value
+		case ListRelationship:
+			objs = listObjects(a.Value)
+		default:
+			continue
+		}
+		ids, _ := objs.([]any)
+		if s, ok := objs.(string); ok {
+			ids = []any{s}
+		}
+		for _, id := range ids {
+			s, _ := id.(string)
+			x := r(s)
+			if x == nil || s == "" {
+				continue
+			}
+			if len(h.types) > 0 && !slices.ContainsFunc(h.types, x.HasType) {
+				continue
+			}
+			if t.follow(x, r, i+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func (t *qTerm) matchEntity(e *Entity) bool {
 	if t.attr == "" {
@@ -810,6 +909,9 @@ func (p *qParser) parseTerm() (*qTerm, error) {
 	if err := p.parsePath(t); err != nil {
 		return nil, err
 	}
+	if err := p.parseLinks(t); err != nil {
+		return nil, err
+	}
 	p.skipSpace()
 	opPos := p.pos
 	rest := p.s[p.pos:]
@@ -838,8 +940,6 @@ func (p *qParser) parseTerm() (*qTerm, error) {
 		t.op, p.pos = opLt, p.pos+1
 	case rest[0] == '=':
 		return nil, p.errf(opPos, "'=' is not an operator (use == to compare)")
-	case rest[0] == '{':
-		return nil, &Error{Kind: ErrOperationNotSupported, Detail: p.errf(opPos, "linked-entity queries (attr{...}) are not supported").Detail}
 	default:
 		return nil, p.errf(opPos, "expected an operator (==, !=, >, >=, <, <=, ~=, !~=) or the end of the term, found %s", p.near(opPos))
 	}
@@ -966,6 +1066,53 @@ func (p *qParser) parsePath(t *qTerm) error {
 	}
 	if t.meta != "" && len(t.keys) > 0 {
 		return p.errf(start, "%s has no compound value to index with [...]", t.meta)
+	}
+	return nil
+}
+
+// parseLinks reads the rest of a linked-entity path after its first name:
+// "{" [Type *("," Type) ":"] Path "}", nested.
+func (p *qParser) parseLinks(t *qTerm) error {
+	open := 0
+	for p.pos < len(p.s) && p.s[p.pos] == '{' {
+		if t.attr == "" || len(t.sub) > 0 || len(t.keys) > 0 || t.meta != "" {
+			return p.errf(p.pos, "only a relationship name may be followed by {...}")
+		}
+		if len(t.hops) == MaxQLinks {
+			return p.errf(p.pos, "a linked-entity path follows more than %d relationships", MaxQLinks)
+		}
+		p.pos++
+		open++
+		h := qHop{attr: t.attr}
+		// An optional type hint: Type *("," Type) ":".
+		i := p.pos
+		for i < len(p.s) {
+			r, n := utf8.DecodeRuneInString(p.s[i:])
+			if !(r == '_' || r == ',' || unicode.IsLetter(r) || unicode.IsNumber(r)) {
+				break
+			}
+			i += n
+		}
+		if i < len(p.s) && p.s[i] == ':' && i > p.pos && !strings.HasPrefix(p.s[i:], "://") {
+			for _, ty := range strings.Split(p.s[p.pos:i], ",") {
+				if r, _ := utf8.DecodeRuneInString(ty); ty == "" || !unicode.IsLetter(r) {
+					return p.errf(p.pos, "%q is not an entity type", ty)
+				}
+				h.types = append(h.types, p.names.Canon(ty))
+			}
+			p.pos = i + 1
+		}
+		t.hops = append(t.hops, h)
+		t.attr, t.sub, t.keys, t.meta = "", nil, nil, ""
+		if err := p.parsePath(t); err != nil {
+			return err
+		}
+	}
+	for ; open > 0; open-- {
+		if p.pos >= len(p.s) || p.s[p.pos] != '}' {
+			return p.errf(p.pos, "expected '}' to close the linked-entity path, found %s", p.near(p.pos))
+		}
+		p.pos++
 	}
 	return nil
 }

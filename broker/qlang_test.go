@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -310,7 +311,14 @@ func TestQErrors(t *testing.T) {
 		{`brandName~=a(?=b)`, "invalid regular expression", ErrBadRequestData},
 		{`brandName~="` + strings.Repeat("a", MaxQRegex+1) + `"`, "longer than 1024", ErrBadRequestData},
 		{`brandName~="x{1001}"`, "invalid regular expression", ErrBadRequestData},
-		{`sensor{humidity}==40`, "character 7: linked-entity queries", ErrOperationNotSupported},
+		{`sensor{humidity`, "character 16: expected '}' to close", ErrBadRequestData},
+		{`sensor{humidity}}`, "character 17: expected an operator", ErrBadRequestData},
+		{`sensor.x{humidity}`, "character 9: only a relationship name", ErrBadRequestData},
+		{`sensor[k]{humidity}`, "only a relationship name", ErrBadRequestData},
+		{`sensor{1Device:humidity}`, `"1Device" is not an entity type`, ErrBadRequestData},
+		{`sensor{,:humidity}`, `"" is not an entity type`, ErrBadRequestData},
+		{`sensor{}`, "character 8: expected an attribute name", ErrBadRequestData},
+		{strings.Repeat("a{", MaxQLinks+1) + "b" + strings.Repeat("}", MaxQLinks+1), "more than 8 relationships", ErrBadRequestData},
 		{strings.Repeat("(", MaxQDepth+1) + "a" + strings.Repeat(")", MaxQDepth+1), "nest deeper than 64", ErrBadRequestData},
 		{"a==" + strings.Repeat("1,", MaxQList) + "1", "more than 1000 values", ErrBadRequestData},
 		{strings.Repeat("a;", MaxQLength/2+1), "longer than 8192 bytes", ErrBadRequestData},
@@ -421,6 +429,87 @@ func TestQEntityWithoutTimes(t *testing.T) {
 	}
 }
 
+func TestQLinked(t *testing.T) {
+	rel := func(ids ...string) Instances {
+		if len(ids) == 1 {
+			return Instances{{Type: Relationship, Value: ids[0]}}
+		}
+		l := make([]any, len(ids))
+		for i, id := range ids {
+			l[i] = id
+		}
+		return Instances{{Type: Relationship, Value: l}}
+	}
+	prop := func(v string) Instances { return Instances{{Type: Property, Value: mustNumber(v)}} }
+	ents := map[string]*Entity{
+		"urn:Device:345": {ID: "urn:Device:345", Types: []string{"Device"}, Attrs: map[string]Instances{
+			"humidity": prop("40"), "site": rel("urn:Site:1")}},
+		"urn:Device:346": {ID: "urn:Device:346", Types: []string{"Sensor"}, Attrs: map[string]Instances{
+			"humidity": prop("70")}},
+		"urn:Site:1": {ID: "urn:Site:1", Types: []string{"Site"}, Attrs: map[string]Instances{
+			"name": prop(`"North"`)}},
+		"urn:Station:1": {ID: "urn:Station:1", Types: []string{"WeatherStation"}, Attrs: map[string]Instances{
+			"sensor": rel("urn:Device:345")}},
+		"urn:Station:2": {ID: "urn:Station:2", Types: []string{"WeatherStation"}, Attrs: map[string]Instances{
+			"sensor": rel("urn:Device:404", "urn:Device:346"),
+			"parts":  {{Type: ListRelationship, Value: []any{map[string]any{"object": "urn:Device:345"}}}}}},
+		"urn:Station:3": {ID: "urn:Station:3", Types: []string{"WeatherStation"}, Attrs: map[string]Instances{
+			"sensor": prop("5")}}, // not a relationship
+	}
+	resolve := func(id string) *Entity { return ents[id] }
+	cases := []struct {
+		q    string
+		want string // the stations that match, in order
+	}{
+		{"sensor{humidity}==40", "1"},
+		{"sensor{humidity}>30", "1,2"},
+		{"sensor{humidity}", "1,2"},
+		{"!sensor{humidity}", "3"},
+		{"sensor{Device:humidity}>30", "1"},
+		{"sensor{Sensor,Device:humidity}>30", "1,2"},
+		{"sensor{Other:humidity}>30", ""},
+		{`sensor{site{name}}=="North"`, "1"},
+		{`sensor{site{Site:name}}~="^No"`, "1"},
+		{"sensor{site{Thing:name}}", ""},
+		{"parts{humidity}==40", "2"},
+		{"sensor{humidity}==70;parts{humidity}==40", "2"},
+		{"sensor{createdAt}", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.q, func(t *testing.T) {
+			x, err := ParseQ(c.q, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !x.Linked() {
+				t.Error("Linked() = false")
+			}
+			var got []string
+			for _, id := range []string{"urn:Station:1", "urn:Station:2", "urn:Station:3"} {
+				if x.MatchLinked(ents[id], resolve) {
+					got = append(got, id[len(id)-1:])
+				}
+			}
+			if strings.Join(got, ",") != c.want {
+				t.Errorf("matches %v, want %s", got, c.want)
+			}
+		})
+	}
+	x, _ := ParseQ("sensor{humidity}==40;a>1", nil)
+	if x.Match(ents["urn:Station:1"]) {
+		t.Error("Match without a resolver followed a link")
+	}
+	if cs := x.Conjuncts(); len(cs) != 2 || cs[0].Attr != "sensor" || cs[0].Op != "exists" {
+		t.Errorf("Conjuncts = %+v", cs)
+	}
+	if got := strings.Join(x.Attrs(), ","); got != "a,sensor" {
+		t.Errorf("Attrs = %s", got)
+	}
+	if y, _ := ParseQ("a>1", nil); y.Linked() {
+		t.Error("a>1 is not linked")
+	}
+}
+
 func mustNumber(s string) any {
 	v, err := DecodeJSON([]byte(s))
 	if err != nil {
@@ -449,7 +538,8 @@ func FuzzParseQ(f *testing.F) {
 		`temperature.observedAt>=2017-12-24T12:00:00Z`, `address[city]=="Berlin"`,
 		`sensor.rawdata[airquality.particulate]==40`, `a==1..5`, `a!=[1,"x",true]`, `a~="^x.*"`,
 		`a!~=(b|c)`, `!a`, `name[en]=="red"`, `isParked==urn:ngsi-ld:X:1`, `t==08:30:00`,
-		`createdAt>2024-01-01`, `a==1,2,3`, `https://schema.org/speed>1`,
+		`createdAt>2024-01-01`, `a==1,2,3`, `https://schema.org/speed>1`, `sensor{Device:humidity}==40`,
+		`isParked{name[en]}=="x"`, `!owners{a{b}}`,
 	} {
 		f.Add(s)
 	}
@@ -470,8 +560,17 @@ func FuzzParseQ(f *testing.F) {
 			}
 			return
 		}
+		resolve := func(id string) *Entity {
+			for _, e := range ents {
+				if e.ID == id {
+					return e
+				}
+			}
+			return ents[0]
+		}
 		for _, e := range ents {
 			x.Match(e)
+			x.MatchLinked(e, resolve)
 		}
 		x.Conjuncts()
 		x.Attrs()
@@ -504,4 +603,23 @@ func BenchmarkQMatch(b *testing.B) {
 	for b.Loop() {
 		x.Match(e)
 	}
+}
+
+func ExampleParseQ() {
+	e := &Entity{ID: "urn:ngsi-ld:Vehicle:1", Types: []string{"Vehicle"}, Attrs: map[string]Instances{
+		"speed":     {{Type: Property, Value: mustNumber("72"), ObservedAt: "2024-05-01T10:00:00Z"}},
+		"brandName": {{Type: Property, Value: "Mercedes"}},
+	}}
+	q, err := ParseQ(`speed>50;brandName=="Mercedes"|speed.observedAt<2020-01-01T00:00:00Z`, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(q.Match(e), q.Attrs())
+
+	_, err = ParseQ(`speed>>50`, nil)
+	fmt.Println(Detail(err))
+	// Output:
+	// true [brandName speed]
+	// q: character 7: expected a number, a quoted string or a date/time, found ">50"
 }
