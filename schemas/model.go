@@ -14,7 +14,9 @@ const (
 	SourceAPI = "api"
 )
 
-// Model is one data model: an entity type and its compiled JSON Schema.
+// Model is one data model: an entity type and its compiled JSON Schema. Its
+// exported fields marshal to JSON as a listing entry (name, typeIRI, source,
+// id, title); the schema itself is Schema().
 //
 // A *Model is immutable once a Registry returns it (its fields must not be
 // changed) and safe for concurrent use; replacing a model in the registry
@@ -23,17 +25,17 @@ const (
 type Model struct {
 	// Name is the short type name, e.g. "AirQualityObserved"; unique in a
 	// registry.
-	Name string
+	Name string `json:"name"`
 	// TypeIRI is the expanded type the model applies to, e.g.
 	// "https://smartdatamodels.org/dataModel.Environment/AirQualityObserved".
-	TypeIRI string
+	TypeIRI string `json:"typeIRI"`
 	// Source says where the schema came from: SourceEmbedded, the path of a
 	// file in Options.Dir, or SourceAPI.
-	Source string
+	Source string `json:"source"`
 	// ID is the schema's "$id", or "" if it has none.
-	ID string
+	ID string `json:"id,omitempty"`
 	// Title is the schema's "title", or "".
-	Title string
+	Title string `json:"title,omitempty"`
 
 	raw    []byte
 	doc    *document

@@ -386,3 +386,15 @@ func TestPreloadedForms(t *testing.T) {
 		}
 	}
 }
+
+func TestModelJSON(t *testing.T) {
+	m := mustModel(t, sharedRegistry(t), "PointOfInterest")
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"PointOfInterest","typeIRI":"https://smartdatamodels.org/dataModel.PointOfInterest/PointOfInterest","source":"embedded","id":"https://smart-data-models.github.io/dataModel.PointOfInterest/PointOfInterest/schema.json","title":"Smart Data Models - Point of Interest schema"}`
+	if string(b) != want {
+		t.Errorf("JSON %s\nwant %s", b, want)
+	}
+}
