@@ -85,6 +85,74 @@ type GeoQuery struct {
 // kind ErrBadRequestData that names the parameter, the position and the
 // reason.
 func ParseGeoQuery(georel, geometry, coordinates, geoproperty string, names Names) (*GeoQuery, error) {
+	g, err := startGeoQuery(georel, geometry, geoproperty, names)
+	if err != nil {
+		return nil, err
+	}
+	if coordinates == "" {
+		return nil, badData("coordinates: missing (a JSON array such as [8.68,49.41])")
+	}
+	cv, err := decodeCoordinates(coordinates)
+	if err != nil {
+		return nil, err
+	}
+	return g.finish(cv)
+}
+
+// ParseGeoQueryJSON is ParseGeoQuery for a geo-query given as JSON (the geoQ
+// member of a query or subscription body): coordinates is the decoded
+// array, or a string holding its JSON text.
+func ParseGeoQueryJSON(georel, geometry string, coordinates any, geoproperty string, names Names) (*GeoQuery, error) {
+	if s, ok := coordinates.(string); ok {
+		return ParseGeoQuery(georel, geometry, s, geoproperty, names)
+	}
+	g, err := startGeoQuery(georel, geometry, geoproperty, names)
+	if err != nil {
+		return nil, err
+	}
+	if coordinates == nil {
+		return nil, badData("coordinates: missing (a JSON array such as [8.68,49.41])")
+	}
+	return g.finish(coordinates)
+}
+
+func decodeCoordinates(text string) (any, error) {
+	if len(text) > MaxGeoCoordinatesLength {
+		return nil, badData("coordinates: longer than %d bytes", MaxGeoCoordinatesLength)
+	}
+	cv, err := DecodeJSON([]byte(text))
+	if err != nil {
+		return nil, badData("coordinates: %v", err)
+	}
+	return cv, nil
+}
+
+// finish checks the coordinates and builds the reference geometry.
+func (g *GeoQuery) finish(cv any) (*GeoQuery, error) {
+	geometry := g.geometryType
+	if _, ok := cv.([]any); !ok {
+		return nil, badData("coordinates: must be a JSON array, got %s", jsonKind(cv))
+	}
+	if n := countPositions(cv, 0); n > MaxGeoPositions {
+		return nil, badData("coordinates: more than %d positions", MaxGeoPositions)
+	}
+	gj := map[string]any{"type": geometry, "coordinates": cv}
+	if err := ValidateGeometry(gj); err != nil {
+		return nil, badData("coordinates: %v", err)
+	}
+	g.ref = buildGeom(gj)
+	if math.IsInf(g.ref.box.minX, 0) {
+		return nil, badData("coordinates: the %s has no positions", geometry)
+	}
+	g.ref.alignParts()
+	if g.rel == relNear && geometry != "Point" {
+		return nil, badData("georel: near needs a Point geometry, not %s", geometry)
+	}
+	return g, nil
+}
+
+// startGeoQuery checks everything but the coordinates.
+func startGeoQuery(georel, geometry, geoproperty string, names Names) (*GeoQuery, error) {
 	if names == nil {
 		names = CanonicalNames
 	}
@@ -104,34 +172,6 @@ func ParseGeoQuery(georel, geometry, coordinates, geoproperty string, names Name
 			return nil, badData("geometry: missing (Point, MultiPoint, LineString, MultiLineString, Polygon or MultiPolygon)")
 		}
 		return nil, badData("geometry: %q is not one of Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon", geometry)
-	}
-	if coordinates == "" {
-		return nil, badData("coordinates: missing (a JSON array such as [8.68,49.41])")
-	}
-	if len(coordinates) > MaxGeoCoordinatesLength {
-		return nil, badData("coordinates: longer than %d bytes", MaxGeoCoordinatesLength)
-	}
-	cv, err := DecodeJSON([]byte(coordinates))
-	if err != nil {
-		return nil, badData("coordinates: %v", err)
-	}
-	if _, ok := cv.([]any); !ok {
-		return nil, badData("coordinates: must be a JSON array, got %s", jsonKind(cv))
-	}
-	if n := countPositions(cv, 0); n > MaxGeoPositions {
-		return nil, badData("coordinates: more than %d positions", MaxGeoPositions)
-	}
-	gj := map[string]any{"type": geometry, "coordinates": cv}
-	if err := ValidateGeometry(gj); err != nil {
-		return nil, badData("coordinates: %v", err)
-	}
-	g.ref = buildGeom(gj)
-	if math.IsInf(g.ref.box.minX, 0) {
-		return nil, badData("coordinates: the %s has no positions", geometry)
-	}
-	g.ref.alignParts()
-	if g.rel == relNear && geometry != "Point" {
-		return nil, badData("georel: near needs a Point geometry, not %s", geometry)
 	}
 	return g, nil
 }

@@ -520,3 +520,31 @@ func BenchmarkGeoQueryMatchWithin(b *testing.B) {
 		}
 	})
 }
+
+func TestParseGeoQueryJSON(t *testing.T) {
+	e := geoEntity("urn:e", point(13.41, 52.5))
+	for _, coords := range []any{
+		[]any{13.4, 52.5}, // float64, as encoding/json decodes
+		mustNumberGeo("[13.4,52.5]"),
+		"[13.4,52.5]", // older clients send the JSON text
+	} {
+		g, err := ParseGeoQueryJSON("near;maxDistance==2000", "Point", coords, "", nil)
+		if err != nil {
+			t.Fatalf("%#v: %v", coords, err)
+		}
+		if !g.Match(e) {
+			t.Errorf("%#v: no match", coords)
+		}
+	}
+	for coords, detail := range map[any]string{
+		nil:  "coordinates: missing",
+		5.0:  "must be a JSON array, got a number",
+		"[":  "coordinates: invalid JSON",
+		true: "must be a JSON array, got a boolean",
+	} {
+		_, err := ParseGeoQueryJSON("within", "Point", coords, "", nil)
+		if err == nil || !errors.Is(err, ErrBadRequestData) || !strings.Contains(Detail(err), detail) {
+			t.Errorf("%#v: error %v, want %q", coords, err, detail)
+		}
+	}
+}

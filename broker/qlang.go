@@ -604,8 +604,15 @@ func hasString(v any) bool {
 	return false
 }
 
-// any reports whether v (or, for an array, any element) satisfies op.
+// any reports whether v (or, for an array, any element) satisfies op. A
+// JSON-LD value object ({"@type": "DateTime", "@value": "..."}, clause
+// 4.6.3) stands for its @value.
 func (t *qTerm) any(v any, vocab bool, op qOp) bool {
+	if m, ok := v.(map[string]any); ok {
+		if iv, ok := m["@value"]; ok {
+			v = iv
+		}
+	}
 	if arr, ok := v.([]any); ok {
 		for _, el := range arr {
 			if t.any(el, vocab, op) {
@@ -1281,14 +1288,23 @@ func looksTemporal(s string) bool {
 func (p *qParser) quoted() (string, error) {
 	start := p.pos
 	i := p.pos + 1
+	plain := true
 	for i < len(p.s) && p.s[i] != '"' {
 		if p.s[i] == '\\' {
 			i++
+			plain = false
+		} else if p.s[i] < ' ' {
+			plain = false
 		}
 		i++
 	}
 	if i >= len(p.s) {
 		return "", p.errf(start, "the string is never closed (missing \")")
+	}
+	if plain {
+		// No escapes: the text itself (q is valid UTF-8).
+		p.pos = i + 1
+		return p.s[start+1 : i], nil
 	}
 	var s string
 	if err := json.Unmarshal([]byte(p.s[start:i+1]), &s); err != nil {

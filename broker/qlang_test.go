@@ -232,6 +232,9 @@ func TestQMatch(t *testing.T) {
 		{`serviceDay==2024-03-15`, true},
 		{`serviceDay<2024-03-16`, true},
 		{`brandName<2024-03-16`, false}, // not a date
+		{`dateObserved>2018-01-01T00:00:00Z`, true}, // a JSON-LD value object
+		{`dateObserved<2018-01-01T00:00:00Z`, false},
+		{`dateObserved=="2018-08-07T12:00:00Z"`, true},
 		// logic
 		{`speed>50;brandName=="Mercedes"`, true},
 		{`speed>60;brandName=="Mercedes"`, false},
@@ -280,6 +283,7 @@ func TestQErrors(t *testing.T) {
 		{"a==1 b", "character 6: expected ';', '|', ')'", ErrBadRequestData},
 		{`brandName=="Merc`, "character 12: the string is never closed", ErrBadRequestData},
 		{`brandName=="a\q"`, "invalid string", ErrBadRequestData},
+		{"brandName==\"a\tb\"", "invalid string", ErrBadRequestData},
 		{`brandName=='x'`, "quoted with \"", ErrBadRequestData},
 		{`brandName==a b`, "character 14: expected ';'", ErrBadRequestData},
 		{`brandName>Mercedes`, "character 11: expected a number, a quoted string or a date/time", ErrBadRequestData},
