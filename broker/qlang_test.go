@@ -231,7 +231,7 @@ func TestQMatch(t *testing.T) {
 		{`openingTime==08:30:00`, true},
 		{`serviceDay==2024-03-15`, true},
 		{`serviceDay<2024-03-16`, true},
-		{`brandName<2024-03-16`, false}, // not a date
+		{`brandName<2024-03-16`, false},             // not a date
 		{`dateObserved>2018-01-01T00:00:00Z`, true}, // a JSON-LD value object
 		{`dateObserved<2018-01-01T00:00:00Z`, false},
 		{`dateObserved=="2018-08-07T12:00:00Z"`, true},
