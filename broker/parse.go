@@ -115,7 +115,10 @@ func ParseEntity(v any, o ParseOptions) (*Entity, error) {
 		if !validName(k) {
 			return nil, fail("attribute name %q is not valid (empty, starting with @, or containing whitespace or one of <>\"'=;()\\)", k)
 		}
-		name := o.Names.Canon(k)
+		name, err := canonName(o.Names, k, entityMembers)
+		if err != nil {
+			return nil, fail("attribute %v", err)
+		}
 		is, err := parseInstances(av, name, o)
 		if err != nil {
 			return nil, fail("attribute %s: %v", k, err)
@@ -159,6 +162,9 @@ func parseTypes(v any, names Names) ([]string, error) {
 		c := names.Canon(s)
 		if strings.HasPrefix(c, "@") {
 			return nil, fmt.Errorf("%q expands to the JSON-LD keyword %s, not a type", s, c)
+		}
+		if !validName(c) {
+			return nil, fmt.Errorf("%q expands to %q, which is not a valid type name", s, c)
 		}
 		dup := false
 		for _, y := range out {
@@ -451,7 +457,10 @@ func parseAttrTail(a *Attribute, m map[string]any, o ParseOptions, depth int) (*
 		if !validName(k) {
 			return nil, fmt.Errorf("sub-attribute name %q is not valid", k)
 		}
-		sname := o.Names.Canon(k)
+		sname, err := canonName(o.Names, k, attrMembers)
+		if err != nil {
+			return nil, fmt.Errorf("sub-attribute %v", err)
+		}
 		sa, err := parseAttr(sv, sname, o, depth+1)
 		if err != nil {
 			return nil, fmt.Errorf("sub-attribute %s: %v", k, err)
@@ -462,6 +471,21 @@ func parseAttrTail(a *Attribute, m map[string]any, o ParseOptions, depth int) (*
 		a.Sub[sname] = sa
 	}
 	return a, nil
+}
+
+// canonName returns the canonical name of an attribute term. A request's
+// @context may map a term to anything: the name must still be one the
+// broker can store and read back, and not one of the reserved members of
+// the object it appears in.
+func canonName(names Names, term string, reserved map[string]bool) (string, error) {
+	c := names.Canon(term)
+	if !validName(c) {
+		return "", fmt.Errorf("%s expands to %q, which is not a valid attribute name", term, c)
+	}
+	if reserved[c] {
+		return "", fmt.Errorf("%s expands to %q, a reserved member name", term, c)
+	}
+	return c, nil
 }
 
 // maxSubDepth bounds the nesting of sub-attributes of sub-attributes.
@@ -560,7 +584,11 @@ func parseValue(t AttrType, v any, o ParseOptions) (any, error) {
 			if !validName(x) {
 				return nil, fmt.Errorf("%q is not a term or IRI", x)
 			}
-			return o.Names.Canon(x), nil
+			c := o.Names.Canon(x)
+			if !validName(c) {
+				return nil, fmt.Errorf("%q expands to %q, which is not a valid IRI", x, c)
+			}
+			return c, nil
 		case []any:
 			out := make([]any, len(x))
 			for i, y := range x {
@@ -568,7 +596,11 @@ func parseValue(t AttrType, v any, o ParseOptions) (any, error) {
 				if !ok || !validName(s) {
 					return nil, fmt.Errorf("%v is not a term or IRI", y)
 				}
-				out[i] = o.Names.Canon(s)
+				c := o.Names.Canon(s)
+				if !validName(c) {
+					return nil, fmt.Errorf("%q expands to %q, which is not a valid IRI", s, c)
+				}
+				out[i] = c
 			}
 			return out, nil
 		}

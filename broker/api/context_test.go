@@ -240,3 +240,26 @@ func TestUnreachableContext(t *testing.T) {
 		})
 	}
 }
+
+// TestContextsThatMapBadly sends contexts that map terms to names the
+// broker cannot store: a 400 naming the term, and nothing stored.
+func TestContextsThatMapBadly(t *testing.T) {
+	s := newServer(t, api.Options{})
+	ld := []string{"Content-Type", "application/ld+json"}
+	body := func(ctx, attrs string) string {
+		return `{"id":"urn:ngsi-ld:X:1","type":"X",` + attrs + `,"@context":` + ctx + `}`
+	}
+	var steps []step
+	for _, tc := range []struct{ name, ctx, attrs, detail string }{
+		{"IRI with a space", `{"p":"https://x.org/a p"}`, `"p":1`, "p expands to"},
+		{"attribute onto a system member", `{"made":"https://uri.etsi.org/ngsi-ld/createdAt"}`, `"made":1`, "made expands to"},
+		{"sub-attribute onto a member", `{"v":"https://uri.etsi.org/ngsi-ld/hasValue"}`, `"p":{"value":1,"v":2}`, "v expands to"},
+		{"type with a space", `{"X":"https://x.org/A B"}`, `"p":1`, "X"},
+		{"vocab with a space", `{"kind":{"@id":"https://x.org/kind","@type":"@vocab"},"car":"https://x.org/c a r"}`, `"kind":{"vocab":"car"}`, "car"},
+	} {
+		steps = append(steps, step{name: tc.name, method: "POST", path: "/ngsi-ld/v1/entities", hdr: ld,
+			body: body(tc.ctx, tc.attrs), status: 400, problem: "BadRequestData", detail: []string{tc.detail, "expands to"}})
+	}
+	steps = append(steps, step{name: "nothing stored", method: "GET", path: "/ngsi-ld/v1/entities/urn:ngsi-ld:X:1", status: 404, problem: "ResourceNotFound"})
+	runCases(t, s, steps, false)
+}
