@@ -482,15 +482,22 @@ func upsertStep(e *Entity, update bool) stepFunc {
 	}
 }
 
-// Query selects entities. The zero Query selects nothing: give at least
-// types, ids, an id pattern or attributes.
+// Query selects entities: every condition given must hold. The API
+// refuses a query with no condition at all; the broker does not.
 type Query struct {
-	Types     []string // canonical; an entity matches if it has any of them
+	// Types: an entity matches if it has any of them (canonical names).
+	Types []string
+	// TypeSel is the type selection language (A,B either; (A;B) both).
+	TypeSel   *TypeSelection
 	IDs       []string
 	IDPattern *regexp.Regexp
-	Attrs     []string // canonical; an entity matches if it has any of them
-	Limit     int      // -1 means the broker's maximum
-	Offset    int
+	// Attrs: an entity matches if it has any of them (canonical names).
+	Attrs  []string
+	Q      *QExpr
+	Geo    *GeoQuery
+	Scope  *ScopeQuery
+	Limit  int // -1 means the broker's maximum
+	Offset int
 }
 
 // QueryResult is one page of a query.
@@ -506,29 +513,41 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 	if err != nil {
 		return QueryResult{}, err
 	}
-	recs := t.rm.selectRecords(q.Types, q.IDs, func(r *record) bool {
+	types := q.Types
+	if q.TypeSel != nil && !q.TypeSel.All() {
+		types = q.TypeSel.AnyOf()
+	}
+	recs := t.rm.selectRecords(types, q.IDs, func(r *record) bool {
+		if q.TypeSel != nil && !q.TypeSel.Match(r.types) {
+			return false
+		}
 		return q.IDPattern == nil || q.IDPattern.MatchString(r.id)
 	})
+	needEntity := len(q.Attrs) > 0 || q.Q != nil || q.Geo != nil || q.Scope != nil
+	resolve := func(id string) *Entity {
+		if r := t.rm.get(id); r != nil {
+			if e, err := r.entity(); err == nil {
+				return e
+			}
+		}
+		return nil
+	}
 	var ents []*Entity
 	total := 0
 	limit := q.Limit
 	if limit < 0 {
 		limit = b.opts.MaxResults
 	}
-	for _, r := range recs {
+	for i, r := range recs {
+		if i%1024 == 1023 && ctx.Err() != nil {
+			return QueryResult{}, fmt.Errorf("%w: query stopped: %v", ErrInternal, ctx.Err())
+		}
 		var e *Entity
-		if len(q.Attrs) > 0 {
+		if needEntity {
 			if e, err = r.entity(); err != nil {
 				return QueryResult{}, err
 			}
-			found := false
-			for _, a := range q.Attrs {
-				if _, ok := e.Attrs[a]; ok {
-					found = true
-					break
-				}
-			}
-			if !found {
+			if !matches(e, q, resolve) {
 				continue
 			}
 		}
@@ -544,6 +563,35 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 		ents = append(ents, e)
 	}
 	return QueryResult{Entities: ents, Total: total}, nil
+}
+
+// matches evaluates the conditions that need the entity's attributes.
+func matches(e *Entity, q Query, resolve func(string) *Entity) bool {
+	if len(q.Attrs) > 0 {
+		found := false
+		for _, a := range q.Attrs {
+			if _, ok := e.Attrs[a]; ok {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if q.Scope != nil && !q.Scope.Match(e.Scope) {
+		return false
+	}
+	if q.Geo != nil && !q.Geo.Match(e) {
+		return false
+	}
+	if q.Q != nil {
+		if q.Q.Linked() {
+			return q.Q.MatchLinked(e, resolve)
+		}
+		return q.Q.Match(e)
+	}
+	return true
 }
 
 // MaxResults is the most entities one query page may hold.

@@ -48,7 +48,7 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 	if v.media, err = outputType(r, allowGeo); err != nil {
 		return v, err
 	}
-	q := r.URL.Query()
+	q := queryParams(r)
 	n := names{c}
 	keyValues, concise := false, false
 	for _, o := range splitList(q.Get("options")) {
@@ -258,10 +258,10 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 			found = found || ok
 		}
 		if !found {
-			return &broker.Error{Kind: broker.ErrNotFound, Entity: id, Detail: fmt.Sprintf("entity %s has none of the attributes %s", id, r.URL.Query().Get("attrs"))}
+			return &broker.Error{Kind: broker.ErrNotFound, Entity: id, Detail: fmt.Sprintf("entity %s has none of the attributes %s", id, queryParams(r).Get("attrs"))}
 		}
 	}
-	if ts := r.URL.Query().Get("type"); ts != "" {
+	if ts := queryParams(r).Get("type"); ts != "" {
 		ok := false
 		for _, t := range splitList(ts) {
 			ok = ok || e.HasType(names{c}.Canon(t))
@@ -312,7 +312,7 @@ func (h *Handler) readFragment(w http.ResponseWriter, r *http.Request, id string
 }
 
 func isKeyValues(r *http.Request) bool {
-	q := r.URL.Query()
+	q := queryParams(r)
 	for _, o := range splitList(q.Get("options")) {
 		if o == "keyValues" || o == "simplified" {
 			return true
@@ -323,7 +323,7 @@ func isKeyValues(r *http.Request) bool {
 }
 
 func hasOption(r *http.Request, opt string) bool {
-	for _, o := range splitList(r.URL.Query().Get("options")) {
+	for _, o := range splitList(queryParams(r).Get("options")) {
 		if o == opt {
 			return true
 		}
@@ -521,7 +521,7 @@ func (h *Handler) deleteAttr(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
+	q := queryParams(r)
 	ds := q.Get("datasetId")
 	if ds != "" && !broker.ValidURI(ds) {
 		return badParam("datasetId %q is not a URI", ds)
@@ -542,11 +542,15 @@ func (h *Handler) deleteAttr(w http.ResponseWriter, r *http.Request) error {
 // selection reads the entity selection of a query or purge: type, id,
 // idPattern, attrs.
 func selection(r *http.Request, c *jsonld.Context) (broker.Query, error) {
-	q := r.URL.Query()
+	q := queryParams(r)
 	n := names{c}
 	var sel broker.Query
-	for _, t := range splitList(q.Get("type")) {
-		sel.Types = append(sel.Types, n.Canon(t))
+	if ts := q.Get("type"); ts != "" {
+		tsel, err := broker.ParseTypeSelection(ts, n)
+		if err != nil {
+			return sel, err
+		}
+		sel.TypeSel = tsel
 	}
 	for _, id := range splitList(q.Get("id")) {
 		if !broker.ValidURI(id) {
@@ -567,7 +571,35 @@ func selection(r *http.Request, c *jsonld.Context) (broker.Query, error) {
 	for _, a := range splitList(q.Get("attrs")) {
 		sel.Attrs = append(sel.Attrs, n.Canon(a))
 	}
+	if s := q.Get("q"); s != "" {
+		qe, err := broker.ParseQ(s, n)
+		if err != nil {
+			return sel, err
+		}
+		sel.Q = qe
+	}
+	if rel := q.Get("georel"); rel != "" || q.Get("geometry") != "" || q.Get("coordinates") != "" {
+		g, err := broker.ParseGeoQuery(rel, q.Get("geometry"), q.Get("coordinates"), q.Get("geoproperty"), n)
+		if err != nil {
+			return sel, err
+		}
+		sel.Geo = g
+	}
+	if s := q.Get("scopeQ"); s != "" {
+		sq, err := broker.ParseScopeQ(s)
+		if err != nil {
+			return sel, err
+		}
+		sel.Scope = sq
+	}
 	return sel, nil
+}
+
+// selective reports whether a query names at least one condition, as
+// NGSI-LD asks of a query (or local=true, which asks for everything here).
+func selective(r *http.Request, sel broker.Query) bool {
+	return sel.TypeSel != nil || len(sel.IDs) > 0 || sel.IDPattern != nil || len(sel.Attrs) > 0 ||
+		sel.Q != nil || sel.Geo != nil || sel.Scope != nil || queryParams(r).Get("local") == "true"
 }
 
 const defaultLimit = 20
@@ -589,10 +621,10 @@ func (h *Handler) queryEntities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if len(sel.Types) == 0 && len(sel.IDs) == 0 && sel.IDPattern == nil && len(sel.Attrs) == 0 {
-		return badParam("a query needs at least one of type, id, idPattern or attrs")
+	if !selective(r, sel) {
+		return badParam("a query needs at least one of type, id, idPattern, attrs, q, georel or scopeQ (or local=true)")
 	}
-	q := r.URL.Query()
+	q := queryParams(r)
 	sel.Limit = defaultLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -659,11 +691,11 @@ func (h *Handler) purgeEntities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if len(sel.Types) == 0 && len(sel.IDs) == 0 && sel.IDPattern == nil {
-		return badParam("a purge needs type, id or idPattern: it will not delete everything")
+	if !selective(r, sel) || queryParams(r).Get("local") == "true" && sel.TypeSel == nil && len(sel.IDs) == 0 && sel.IDPattern == nil {
+		return badParam("a purge needs type, id, idPattern, attrs, q, georel or scopeQ: it will not delete everything")
 	}
 	p := broker.PurgeRequest{Query: sel}
-	q := r.URL.Query()
+	q := queryParams(r)
 	n := names{c}
 	for _, a := range splitList(q.Get("drop")) {
 		p.Drop = append(p.Drop, n.Canon(a))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,4 +173,28 @@ func contextValue(c *jsonld.Context) any {
 		return s
 	}
 	return jsonld.CoreContextURL
+}
+
+// queryParams parses the query string like url.ParseQuery, except that ';'
+// is an ordinary character: NGSI-LD uses it inside q, georel and type
+// selections (q=a>1;b==2), where Go's parser would drop the parameter. And
+// '+' stays '+' (scopeQ=/a/+, time offsets such as +01:00); a space is %20.
+func queryParams(r *http.Request) url.Values {
+	v := url.Values{}
+	for _, part := range strings.Split(r.URL.RawQuery, "&") {
+		if part == "" {
+			continue
+		}
+		k, val, _ := strings.Cut(part, "=")
+		key, err := url.PathUnescape(k)
+		if err != nil {
+			key = k
+		}
+		value, err := url.PathUnescape(val)
+		if err != nil {
+			value = val
+		}
+		v[key] = append(v[key], value)
+	}
+	return v
 }
