@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,7 +48,10 @@ import (
 // day. Relationships and ListRelationships answer only == and != (their
 // objects compare with strings and unquoted URIs); a VocabProperty's vocab
 // compares with the literal expanded by Names.Canon. ~= is a search with
-// Go's RE2 regexp (linear time; anchor with ^ and $ for a full match).
+// Go's RE2 regexp (anchor with ^ and $ for a full match), compiled once at
+// parse time and bounded in length and program size, so that matching is
+// linear in the text with a small factor. A caller that evaluates q over
+// many entities should still bound the request with a deadline.
 //
 // A linked-entity path, "sensor{humidity}==40" or "sensor{Device:humidity}"
 // (with a type hint), follows the objects of the relationship sensor to the
@@ -65,6 +69,10 @@ const (
 	MaxQList = 1000
 	// MaxQRegex is the longest regular expression accepted, in bytes.
 	MaxQRegex = 1024
+	// MaxQRegexProg bounds the size of a compiled regular expression (its
+	// instructions): matching costs O(len(text) * size) with Go's RE2
+	// engine, never exponential, and this keeps the factor small.
+	MaxQRegexProg = 2000
 	// maxQPath bounds the names and keys of one attribute path.
 	maxQPath = 32
 	// MaxQLinks bounds the relationships one linked-entity path follows.
@@ -1402,13 +1410,54 @@ func (p *qParser) parseRegex(t *qTerm) error {
 	if pat == "" {
 		return p.errf(start, "expected a regular expression")
 	}
-	if len(pat) > MaxQRegex {
-		return p.errf(start, "the regular expression is longer than %d bytes", MaxQRegex)
-	}
-	re, err := regexp.Compile(pat)
-	if err != nil {
-		return p.errf(start, "invalid regular expression: %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	re, reason := compileRegexp(pat)
+	if reason != "" {
+		return p.errf(start, "%s", reason)
 	}
 	t.re = re
 	return nil
+}
+
+// CompileRegexp compiles a regular expression of a request (such as
+// idPattern) with the bounds of q: at most MaxQRegex bytes and
+// MaxQRegexProg instructions, RE2 syntax (no backreferences or lookaround,
+// so matching is linear in the text). The error is an *Error of kind
+// ErrBadRequestData whose Detail starts with param.
+func CompileRegexp(param, pattern string) (*regexp.Regexp, error) {
+	if pattern == "" {
+		return nil, badData("%s: empty regular expression", param)
+	}
+	re, reason := compileRegexp(pattern)
+	if reason != "" {
+		return nil, badData("%s: %s", param, reason)
+	}
+	return re, nil
+}
+
+func compileRegexp(pat string) (*regexp.Regexp, string) {
+	if len(pat) > MaxQRegex {
+		return nil, fmt.Sprintf("the regular expression is longer than %d bytes", MaxQRegex)
+	}
+	if !utf8.ValidString(pat) {
+		return nil, "the regular expression is not valid UTF-8"
+	}
+	invalid := func(err error) string {
+		return "invalid regular expression: " + strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+	}
+	sre, err := syntax.Parse(pat, syntax.Perl)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	prog, err := syntax.Compile(sre.Simplify())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if n := len(prog.Inst); n > MaxQRegexProg {
+		return nil, fmt.Sprintf("the regular expression is too complex (%d instructions, at most %d)", n, MaxQRegexProg)
+	}
+	re, err := regexp.Compile(pat)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return re, ""
 }

@@ -315,6 +315,7 @@ func TestQErrors(t *testing.T) {
 		{`brandName~=a(?=b)`, "invalid regular expression", ErrBadRequestData},
 		{`brandName~="` + strings.Repeat("a", MaxQRegex+1) + `"`, "longer than 1024", ErrBadRequestData},
 		{`brandName~="x{1001}"`, "invalid regular expression", ErrBadRequestData},
+		{`brandName~="` + strings.Repeat("[a-z]{100}", 30) + `"`, "too complex (3002 instructions, at most 2000)", ErrBadRequestData},
 		{`sensor{humidity`, "character 16: expected '}' to close", ErrBadRequestData},
 		{`sensor{humidity}}`, "character 17: expected an operator", ErrBadRequestData},
 		{`sensor.x{humidity}`, "character 9: only a relationship name", ErrBadRequestData},
@@ -350,6 +351,46 @@ func TestQErrors(t *testing.T) {
 				t.Errorf("detail %q does not contain %q", be.Detail, c.detail)
 			}
 		})
+	}
+}
+
+func TestCompileRegexp(t *testing.T) {
+	re, err := CompileRegexp("idPattern", "^urn:ngsi-ld:Vehicle:[0-9]+$")
+	if err != nil || !re.MatchString("urn:ngsi-ld:Vehicle:12") {
+		t.Fatalf("%v %v", re, err)
+	}
+	for pat, detail := range map[string]string{
+		"":                            "idPattern: empty",
+		"(":                           "idPattern: invalid regular expression: missing closing )",
+		`(\w+)\1`:                     "invalid escape sequence",
+		strings.Repeat("a", 1025):     "longer than 1024 bytes",
+		strings.Repeat(`\w{100}`, 25): "too complex",
+		strings.Repeat("x", 1024):     "", // a literal as long as allowed
+		`\x41\p{Greek}`:               "",
+		"\xff\xfe":                    "not valid UTF-8",
+	} {
+		_, err := CompileRegexp("idPattern", pat)
+		if detail == "" {
+			if err != nil {
+				t.Errorf("%q: %v", pat, err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrBadRequestData) || !strings.Contains(Detail(err), detail) {
+			t.Errorf("%q: error %v, want %q", pat, err, detail)
+		}
+	}
+	// A pathological pattern for backtracking engines stays linear.
+	re, err = CompileRegexp("q", "(a*)*b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if re.MatchString(strings.Repeat("a", 100000)) {
+		t.Error("matched")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v", d)
 	}
 }
 
