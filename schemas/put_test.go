@@ -163,6 +163,14 @@ func TestPutReplaceDelete(t *testing.T) {
 		t.Errorf("the old *Model changed: %v", vs)
 	}
 
+	// The type IRI may come from the schema.
+	if m, err := r.Put("Kiosk", "", []byte(`{"x-ngsi-ld-type": "https://city.example/ns/Kiosk"}`)); err != nil || m.TypeIRI != "https://city.example/ns/Kiosk" {
+		t.Errorf("Put with x-ngsi-ld-type: %v, %v", m, err)
+	}
+	if _, err := r.Put("Kiosk2", "", []byte(`{"x-ngsi-ld-type": "Kiosk"}`)); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("relative x-ngsi-ld-type: %v", err)
+	}
+
 	// Replace an embedded model: the type IRI stays the model's own.
 	aqo, err := r.Put("AirQualityObserved", "", []byte(`{"required": ["stationCode"]}`))
 	if err != nil {

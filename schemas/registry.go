@@ -291,8 +291,9 @@ func (r *Registry) install(m, prev *Model) {
 }
 
 // Put adds a model at run time, or replaces the model of the same name
-// (embedded ones included). typeIRI "" means the IRI of the embedded model of
-// that name, if any, else the default vocabulary IRI of name. The schema is
+// (embedded ones included). typeIRI "" means the schema's "x-ngsi-ld-type"
+// if it has one, else the IRI of the embedded model of that name, if any,
+// else the default vocabulary IRI of name. The schema is
 // refused, with an error that says why, if it is not a JSON object, is
 // larger than MaxSchemaBytes, $refs a document the registry does not hold
 // (the embedded Smart Data Models documents and the other models' schemas by
@@ -303,15 +304,24 @@ func (r *Registry) Put(name, typeIRI string, schema []byte) (m *Model, err error
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	if typeIRI == "" {
-		typeIRI = r.defaultTypeIRI(name)
-	} else if err := checkIRI(typeIRI); err != nil {
-		return nil, err
+	if typeIRI != "" {
+		if err := checkIRI(typeIRI); err != nil {
+			return nil, err
+		}
 	}
 	if int64(len(schema)) > r.maxBytes {
 		return nil, fmt.Errorf("%w: model %s: %d bytes, the limit is %d", ErrSchemaTooLarge, name, len(schema), r.maxBytes)
 	}
 	raw := append([]byte(nil), schema...)
+	d, err := newDocument(raw, "model "+name)
+	if err != nil {
+		return nil, err
+	}
+	if typeIRI == "" {
+		if typeIRI, err = r.typeIRIFor(name, d); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+	}
 
 	r.change.Lock()
 	defer r.change.Unlock()
@@ -319,10 +329,6 @@ func (r *Registry) Put(name, typeIRI string, schema []byte) (m *Model, err error
 	prev := r.byName[name]
 	if other, ok := r.byIRI[typeIRI]; ok && other.Name != name {
 		return nil, fmt.Errorf("%w: model %s: type %s is already bound to model %s", ErrConflict, name, typeIRI, other.Name)
-	}
-	d, err := newDocument(raw, "model "+name)
-	if err != nil {
-		return nil, err
 	}
 	if d.key != "" {
 		if e := r.lookupEmbedded(d.key); e != nil {
