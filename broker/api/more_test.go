@@ -1,0 +1,136 @@
+package api_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/piazza-city/piazza/broker/api"
+)
+
+func TestRequestVariants(t *testing.T) {
+	s := newServer(t, api.Options{})
+	core := "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+	runSteps(t, s, []step{
+		{name: "charset parameter", method: "POST", path: "/ngsi-ld/v1/entities", hdr: []string{"Content-Type", "application/json; charset=utf-8"},
+			body: `{"id":"urn:ngsi-ld:Shop:1","type":"Shop","open":{"type":"Property","value":true}}`, status: 201},
+		{name: "context array with core and object", method: "POST", path: "/ngsi-ld/v1/entities", hdr: []string{"Content-Type", "application/ld+json"},
+			body: `{"id":"urn:ngsi-ld:Shop:2","type":"Shop","sells":{"type":"Property","value":"bread"},
+				"@context":["` + core + `",{"sells":"https://schema.org/sells"}]}`, status: 201,
+			check: func(t *testing.T, _ response) {
+				e := s.get(t, "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:2?options=keyValues")
+				if e["https://schema.org/sells"] != "bread" {
+					t.Errorf("entity %v", e)
+				}
+			}},
+		{name: "batch upsert keyValues", method: "POST", path: "/ngsi-ld/v1/entityOperations/upsert?options=keyValues",
+			body: `[{"id":"urn:ngsi-ld:Shop:3","type":"Shop","open":false,"address":{"streetAddress":"Via Roma"},
+				"location":{"type":"Point","coordinates":[10.79,45.16]}}]`, status: 201,
+			check: func(t *testing.T, _ response) {
+				e := s.get(t, "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:3")
+				sameJSON(t, []byte(canon(t, e)), `{"id":"urn:ngsi-ld:Shop:3","type":"Shop",
+					"open":{"type":"Property","value":false},
+					"address":{"type":"Property","value":{"streetAddress":"Via Roma"}},
+					"location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[10.79,45.16]}}}`)
+			}},
+		{name: "merge adds a type", method: "PATCH", path: "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:1",
+			body: `{"type":"Bakery","open":{"value":false}}`, status: 204,
+			check: func(t *testing.T, _ response) {
+				e := s.get(t, "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:1?options=keyValues")
+				if canon(t, e["type"]) != `["Shop","Bakery"]` || e["open"] != false {
+					t.Errorf("entity %v", e)
+				}
+				r := s.do(t, "GET", "/ngsi-ld/v1/entities?type=Bakery&count=true", "")
+				if r.header.Get("NGSILD-Results-Count") != "1" {
+					t.Errorf("query by the added type: %s", r.body)
+				}
+			}},
+		{name: "merge keyValues", method: "PATCH", path: "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:1?options=keyValues",
+			body: `{"open":true,"hours":"8-20"}`, status: 204,
+			check: func(t *testing.T, _ response) {
+				e := s.get(t, "/ngsi-ld/v1/entities/urn:ngsi-ld:Shop:1?options=keyValues")
+				if e["open"] != true || e["hours"] != "8-20" {
+					t.Errorf("entity %v", e)
+				}
+			}},
+		{name: "query ld+json sysAttrs", method: "GET", path: "/ngsi-ld/v1/entities?type=Shop&options=sysAttrs", hdr: []string{"Accept", "application/ld+json"}, status: 200,
+			check: func(t *testing.T, r response) {
+				arr, _ := r.json(t).([]any)
+				if len(arr) != 3 {
+					t.Fatalf("%s", r.body)
+				}
+				for _, x := range arr {
+					e := x.(map[string]any)
+					if e["@context"] == nil || e["createdAt"] == nil || e["modifiedAt"] == nil {
+						t.Errorf("entity %v", e)
+					}
+				}
+			}},
+	})
+}
+
+// TestConcurrentMerges sends merges of distinct attributes to one entity
+// from many clients at once: every one must land (optimistic concurrency on
+// the subject, retried on the fresh state; nothing lost).
+func TestConcurrentMerges(t *testing.T) {
+	s := newServer(t, api.Options{})
+	s.create(t, `{"id":"urn:ngsi-ld:Counter:1","type":"Counter"}`)
+	const clients, each = 4, 10
+	var wg sync.WaitGroup
+	errs := make(chan string, clients*each)
+	for c := range clients {
+		wg.Go(func() {
+			for i := range each {
+				r := s.do(t, "PATCH", "/ngsi-ld/v1/entities/urn:ngsi-ld:Counter:1",
+					fmt.Sprintf(`{"a%d_%d":{"type":"Property","value":%d}}`, c, i, i))
+				if r.status != 204 {
+					errs <- r.String()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	e := s.get(t, "/ngsi-ld/v1/entities/urn:ngsi-ld:Counter:1?options=keyValues")
+	n := 0
+	for k := range e {
+		if strings.HasPrefix(k, "a") {
+			n++
+		}
+	}
+	if n != clients*each {
+		t.Fatalf("%d attributes after %d merges: writes were lost", n, clients*each)
+	}
+}
+
+// TestLargeBatch creates 1,000 entities in one request and reads the count back.
+func TestLargeBatch(t *testing.T) {
+	s := newServer(t, api.Options{})
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range 1000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"urn:ngsi-ld:AirQualityObserved:%04d","type":"AirQualityObserved","no2":{"type":"Property","value":%d,"unitCode":"GQ"},
+			"location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[10.%d,45.1]}}}`, i, i, i)
+	}
+	b.WriteByte(']')
+	r := s.do(t, "POST", "/ngsi-ld/v1/entityOperations/create", b.String())
+	mustStatus(t, r, 201)
+	if ids, _ := r.json(t).([]any); len(ids) != 1000 {
+		t.Fatalf("%d ids created", len(ids))
+	}
+	r = s.do(t, "GET", "/ngsi-ld/v1/entities?type=AirQualityObserved&count=true&limit=1000&offset=990", "")
+	mustStatus(t, r, 200)
+	if c := r.header.Get("NGSILD-Results-Count"); c != "1000" {
+		t.Fatalf("count %q", c)
+	}
+	if arr, _ := r.json(t).([]any); len(arr) != 10 || arr[9].(map[string]any)["id"] != "urn:ngsi-ld:AirQualityObserved:0999" {
+		t.Fatalf("last page %s", r.body)
+	}
+}
