@@ -27,6 +27,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxResults bounds the entities one query may return.
 	MaxResults int
+	// EntityCache is how many decoded entities each tenant's read model
+	// keeps for fast reads (default 16384; negative: none).
+	EntityCache int
 	Logger     *slog.Logger
 }
 
@@ -88,6 +91,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	if o.MaxResults <= 0 {
 		o.MaxResults = 1000
+	}
+	if o.EntityCache == 0 {
+		o.EntityCache = 16384
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -157,7 +163,7 @@ func (b *Broker) tenant(ctx context.Context, name string, create bool) (*tenant,
 	b.mu.Lock()
 	t := b.tenants[name]
 	if t == nil {
-		t = &tenant{name: name, stream: StreamName(name), rm: newReadModel(), ready: make(chan struct{})}
+		t = &tenant{name: name, stream: StreamName(name), rm: newReadModel(b.opts.EntityCache), ready: make(chan struct{})}
 		b.tenants[name] = t
 		b.mu.Unlock()
 		t.err = b.attach(ctx, t, create)

@@ -53,11 +53,11 @@ func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 	if r == nil {
 		return nil, "", 0, nil
 	}
-	e, err := r.entity()
+	e, err := t.rm.shared(r)
 	if err != nil {
 		return nil, "", 0, err
 	}
-	return e, r.subjType, r.seq, nil
+	return e.Clone(), r.subjType, r.seq, nil
 }
 
 // prepare computes a job's message from a known state. It returns nil when
@@ -260,20 +260,18 @@ func createStep(e *Entity) stepFunc {
 	}
 }
 
-// Get returns the current state of an entity.
+// Get returns the current state of an entity. The entity may be shared
+// with other readers: the caller must not modify it (Clone it to).
 func (b *Broker) Get(ctx context.Context, tenantName, id string) (*Entity, error) {
 	t, err := b.tenant(ctx, tenantName, false)
 	if err != nil {
 		return nil, err
 	}
-	e, _, _, err := t.current(id)
-	if err != nil {
-		return nil, err
-	}
-	if e == nil {
+	r := t.rm.get(id)
+	if r == nil {
 		return nil, notFound(id)
 	}
-	return e, nil
+	return t.rm.shared(r)
 }
 
 // Replace replaces all attributes of an entity (PUT /entities/{id}).
@@ -507,7 +505,8 @@ type QueryResult struct {
 	Total int
 }
 
-// Query returns the entities that match q, sorted by id.
+// Query returns the entities that match q, sorted by id. The entities may
+// be shared with other readers: the caller must not modify them.
 func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryResult, error) {
 	t, err := b.tenant(ctx, tenantName, false)
 	if err != nil {
@@ -526,7 +525,7 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 	needEntity := len(q.Attrs) > 0 || q.Q != nil || q.Geo != nil || q.Scope != nil
 	resolve := func(id string) *Entity {
 		if r := t.rm.get(id); r != nil {
-			if e, err := r.entity(); err == nil {
+			if e, err := t.rm.shared(r); err == nil {
 				return e
 			}
 		}
@@ -544,7 +543,7 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 		}
 		var e *Entity
 		if needEntity {
-			if e, err = r.entity(); err != nil {
+			if e, err = t.rm.shared(r); err != nil {
 				return QueryResult{}, err
 			}
 			if !matches(e, q, resolve) {
@@ -556,7 +555,7 @@ func (b *Broker) Query(ctx context.Context, tenantName string, q Query) (QueryRe
 			continue
 		}
 		if e == nil {
-			if e, err = r.entity(); err != nil {
+			if e, err = t.rm.shared(r); err != nil {
 				return QueryResult{}, err
 			}
 		}

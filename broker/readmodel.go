@@ -30,7 +30,20 @@ func newRecord(id, subjType string, types []string, seq uint64, stored []byte) *
 	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored)}
 }
 
-// entity decodes the record's state.
+// shared returns the record's state, from the cache when it is there. The
+// entity is shared: callers must not modify it.
+func (rm *readModel) shared(r *record) (*Entity, error) {
+	if e := rm.cache.get(r); e != nil {
+		return e, nil
+	}
+	e, err := r.entity()
+	if err == nil {
+		rm.cache.put(r, e)
+	}
+	return e, err
+}
+
+// entity decodes the record's state into a new Entity the caller owns.
 func (r *record) entity() (*Entity, error) {
 	data, err := s2.Decode(nil, r.packed)
 	if err != nil {
@@ -50,14 +63,18 @@ type readModel struct {
 	// types; only the applying goroutine touches it.
 	typeLists map[string][]string
 
+	// cache holds decoded states of hot records (nil: no cache).
+	cache *entityCache
+
 	applied atomic.Uint64 // highest stream sequence applied
 	waiters atomic.Int32
 	waitMu  sync.Mutex
 	waitCh  chan struct{} // closed when applied moves while someone waits
 }
 
-func newReadModel() *readModel {
+func newReadModel(cacheSize int) *readModel {
 	return &readModel{
+		cache:     newEntityCache(cacheSize),
 		byID:      make(map[string]*record),
 		byType:    make(map[string]map[string]*record),
 		typeLists: make(map[string][]string),
@@ -89,6 +106,7 @@ func (rm *readModel) put(r *record) {
 	rm.mu.Lock()
 	if old := rm.byID[r.id]; old != nil {
 		rm.unindex(old)
+		rm.cache.drop(old)
 	}
 	rm.byID[r.id] = r
 	for _, t := range r.types {
@@ -107,6 +125,7 @@ func (rm *readModel) del(id string, seq uint64) {
 	rm.mu.Lock()
 	if old := rm.byID[id]; old != nil && old.seq < seq {
 		rm.unindex(old)
+		rm.cache.drop(old)
 		delete(rm.byID, id)
 	}
 	rm.mu.Unlock()
