@@ -30,7 +30,7 @@ type Options struct {
 	// EntityCache is how many decoded entities each tenant's read model
 	// keeps for fast reads (default 16384; negative: none).
 	EntityCache int
-	Logger     *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Broker is the core of Piazza: the write path and the read models of every
