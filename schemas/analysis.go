@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -113,6 +114,18 @@ func (a *analysis) walk(doc *document, form string, node any, parent *posInfo, t
 	if parent != nil || ptr != "" {
 		if _, ok := m["$id"].(string); ok {
 			return fmt.Errorf("%w: nested \"$id\" at %s is not supported; split the document or use JSON pointers", ErrUnsupportedKeyword, info)
+		}
+	}
+	if pat, ok := m["pattern"].(string); ok {
+		if _, err := regexp.Compile(pat); err != nil {
+			return fmt.Errorf("%w: pattern at %s: %v (patterns use Go's RE2 syntax: no lookaround, no backreferences)", ErrInvalidSchema, info, err)
+		}
+	}
+	if pp, ok := m["patternProperties"].(map[string]any); ok {
+		for _, pat := range sortedKeys(pp) {
+			if _, err := regexp.Compile(pat); err != nil {
+				return fmt.Errorf("%w: patternProperties at %s: %v (patterns use Go's RE2 syntax: no lookaround, no backreferences)", ErrInvalidSchema, info, err)
+			}
 		}
 	}
 	if v, ok := m["$ref"]; ok {
