@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/piazza-city/piazza/broker/api"
+	"github.com/piazza-city/piazza/broker/node"
 )
 
 func TestRequestVariants(t *testing.T) {
@@ -133,4 +135,31 @@ func TestLargeBatch(t *testing.T) {
 	if arr, _ := r.json(t).([]any); len(arr) != 10 || arr[9].(map[string]any)["id"] != "urn:ngsi-ld:AirQualityObserved:0999" {
 		t.Fatalf("last page %s", r.body)
 	}
+}
+
+// TestThroughNode runs the API as piazza serve assembles it: node.Start
+// with an embedded NATS that listens on no port, HTTP on a random port.
+func TestThroughNode(t *testing.T) {
+	n, err := node.Start(context.Background(), node.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "off", DataDir: t.TempDir(), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	s := &server{url: "http://" + n.HTTPAddr(), b: n.Broker()}
+	s.create(t, aq1)
+	e := s.get(t, "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:MN-1/?options=keyValues")
+	if canon(t, e["no2"]) != "41.5" {
+		t.Fatalf("entity %v", e)
+	}
+	for _, p := range []string{"/version", "/ngsi-ld/ex/v1/version"} {
+		if v := s.get(t, p); v["version"] != "test" {
+			t.Errorf("%s: %v", p, v)
+		}
+	}
+	r := s.do(t, "GET", "/ngsi-ld/v1/entities/urn:x:none", "", "Accept", "text/html")
+	checkProblem(t, r, 406, "InvalidRequest")
 }
