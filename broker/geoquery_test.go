@@ -548,3 +548,94 @@ func TestParseGeoQueryJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestGeoRectangles checks every relation against an exact oracle on
+// axis-aligned rectangles and points of a small integer grid (so that
+// touching edges and shared corners are common), placed across the
+// antimeridian: x runs over 174..186 in unwrapped longitude and is written
+// wrapped into [-180, 180] in the GeoJSON.
+func TestGeoRectangles(t *testing.T) {
+	type rect struct{ x0, y0, x1, y1 int } // x0 == x1 && y0 == y1: a point
+	lon := func(x int) float64 { return wrapLon(float64(x)) }
+	geoJSON := func(r rect) string {
+		if r.x0 == r.x1 {
+			return point(lon(r.x0), float64(r.y0))
+		}
+		return fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%v,%v],[%v,%v],[%v,%v],[%v,%v],[%v,%v]]]}`,
+			lon(r.x0), float64(r.y0), lon(r.x1), float64(r.y0), lon(r.x1), float64(r.y1), lon(r.x0), float64(r.y1), lon(r.x0), float64(r.y0))
+	}
+	coords := func(r rect) (string, string) {
+		g := geoJSON(r)
+		i := strings.Index(g, `"coordinates":`)
+		if r.x0 == r.x1 {
+			return "Point", g[i+len(`"coordinates":`) : len(g)-1]
+		}
+		return "Polygon", g[i+len(`"coordinates":`) : len(g)-1]
+	}
+	// The oracle, on closed rectangles (a point is a degenerate one).
+	isPoint := func(r rect) bool { return r.x0 == r.x1 }
+	inside := func(a, b rect) bool { return a.x0 >= b.x0 && a.x1 <= b.x1 && a.y0 >= b.y0 && a.y1 <= b.y1 }
+	meets := func(a, b rect) bool { return a.x0 <= b.x1 && b.x0 <= a.x1 && a.y0 <= b.y1 && b.y0 <= a.y1 }
+	interiorsMeet := func(a, b rect) bool {
+		// The interior of a point is the point; of a rectangle, the open box.
+		lo := func(v0, v1 int, pt bool) (float64, float64) {
+			if pt {
+				return float64(v0), float64(v0)
+			}
+			return float64(v0) + 0.5, float64(v1) - 0.5 // grid coordinates: open box shrunk by half a cell
+		}
+		ax0, ax1 := lo(a.x0, a.x1, isPoint(a))
+		ay0, ay1 := lo(a.y0, a.y1, isPoint(a))
+		bx0, bx1 := lo(b.x0, b.x1, isPoint(b))
+		by0, by1 := lo(b.y0, b.y1, isPoint(b))
+		return ax0 <= bx1 && bx0 <= ax1 && ay0 <= by1 && by0 <= ay1
+	}
+	within := func(a, b rect) bool { return inside(a, b) && interiorsMeet(a, b) }
+	oracle := map[string]func(e, q rect) bool{
+		"intersects": meets,
+		"disjoint":   func(e, q rect) bool { return !meets(e, q) },
+		"within":     within,
+		"contains":   func(e, q rect) bool { return within(q, e) },
+		"equals":     func(e, q rect) bool { return e == q },
+		"overlaps": func(e, q rect) bool {
+			return isPoint(e) == isPoint(q) && !isPoint(e) && interiorsMeet(e, q) && !inside(e, q) && !inside(q, e)
+		},
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	randRect := func() rect {
+		if r.IntN(4) == 0 {
+			x, y := 174+r.IntN(13), r.IntN(7)
+			return rect{x, y, x, y}
+		}
+		x0, y0 := 174+r.IntN(12), r.IntN(6)
+		return rect{x0, y0, x0 + 1 + r.IntN(186-x0), y0 + 1 + r.IntN(6-y0)}
+	}
+	checked, trues := 0, map[string]int{}
+	for i := 0; i < 1500; i++ {
+		e, q := randRect(), randRect()
+		if i%8 == 0 {
+			q = e
+		}
+		geometry, c := coords(q)
+		ent := geoEntity("urn:e", geoJSON(e))
+		for rel, want := range oracle {
+			g, err := ParseGeoQuery(rel, geometry, c, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := g.Match(ent); got != want(e, q) {
+				t.Errorf("entity %v %s query %v: Match = %v, want %v", e, rel, q, got, want(e, q))
+			}
+			if want(e, q) {
+				trues[rel]++
+			}
+			checked++
+		}
+	}
+	t.Logf("%d relations checked; true answers: %v", checked, trues)
+	for rel := range oracle {
+		if trues[rel] < 10 {
+			t.Errorf("only %d true answers for %s: the sample is too thin", trues[rel], rel)
+		}
+	}
+}

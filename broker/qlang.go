@@ -515,11 +515,30 @@ func (t *qTerm) matchInstance(a *Attribute) bool {
 			return true
 		}
 		// Any language: the values of the map, taken together.
-		all := make([]any, 0, len(lm))
-		for _, v := range lm {
-			all = append(all, v)
+		switch t.op {
+		case opNe:
+			for _, v := range lm {
+				if t.any(v, false, opEq) {
+					return false
+				}
+			}
+			return true
+		case opNotMatch:
+			str := false
+			for _, v := range lm {
+				if t.any(v, false, opMatch) {
+					return false
+				}
+				str = str || hasString(v)
+			}
+			return str
 		}
-		return t.test(all, false)
+		for _, v := range lm {
+			if t.any(v, false, t.op) {
+				return true
+			}
+		}
+		return false
 	case VocabProperty:
 		if len(t.keys) > 0 {
 			return false
