@@ -27,6 +27,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxResults bounds the entities one query may return.
 	MaxResults int
+	// Validator checks every new state against its Smart Data Model; nil
+	// validates nothing.
+	Validator *Validator
 	// EntityCache is how many decoded entities each tenant's read model
 	// keeps for fast reads (default 16384; negative: none).
 	EntityCache int

@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/piazza-city/piazza/schemas"
 )
 
 // Sentinel errors of the broker. Every error returned by this package wraps
@@ -48,6 +50,10 @@ type Error struct {
 	Entity string
 	// Cause is an underlying error, if any.
 	Cause error
+	// Violations are the data-model violations behind a rejection.
+	Violations []schemas.Violation
+	// Quarantine is the quarantine entry that keeps a rejected write (0: none).
+	Quarantine uint64
 }
 
 func (e *Error) Error() string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/piazza-city/piazza/schemas"
 )
 
 // Outcome is what a write did to one entity.
@@ -25,7 +26,11 @@ type Outcome struct {
 	NotUpdated []NotUpdated
 	// Seq is the stream sequence that committed the write (0 if none).
 	Seq uint64
-	Err error
+	// Warnings are data-model violations accepted under the warn policy.
+	Warnings []schemas.Violation
+	// Model names the data model of Warnings.
+	Model string
+	Err   error
 }
 
 // stepFunc computes the next state of an entity from its current one (nil
@@ -41,6 +46,8 @@ type job struct {
 	// set while in flight
 	future jetstream.PubAckFuture
 	retry  bool
+	// quarantine holds a state the quarantine policy keeps aside.
+	quarantine *quarantined
 }
 
 func (b *Broker) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -62,7 +69,7 @@ func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 
 // prepare computes a job's message from a known state. It returns nil when
 // there is nothing to write (an error, or no change).
-func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64) *nats.Msg {
+func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Validator) *nats.Msg {
 	ts := now()
 	existed := cur != nil
 	var before *Entity
@@ -85,6 +92,23 @@ func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64) *nats
 	if existed && sameContent(before, next) {
 		j.out.Unchanged = true
 		return nil
+	}
+	if v != nil {
+		vd := v.check(t.name, next)
+		if vd.err != nil {
+			j.out.Err = vd.err
+			return nil
+		}
+		switch vd.policy {
+		case PolicyEnforce:
+			j.out.Err = &Error{Kind: ErrBadRequestData, Entity: j.id, Detail: describeViolations(j.id, vd.model, vd.violations), Violations: vd.violations}
+			return nil
+		case PolicyQuarantine:
+			j.quarantine = &quarantined{entity: next, op: op, model: vd.model, violations: vd.violations}
+			return nil
+		case PolicyWarn:
+			j.out.Warnings, j.out.Model = vd.violations, vd.model
+		}
 	}
 	if !existed {
 		subjType = next.Types[0]
@@ -120,8 +144,9 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 				j.out.Err = err
 				continue
 			}
-			m := j.prepare(t, cur, typ, seq)
+			m := j.prepare(t, cur, typ, seq, b.opts.Validator)
 			if m == nil {
+				b.keepAside(ctx, t, j)
 				continue
 			}
 			f, err := b.js.PublishMsgAsync(m)
@@ -200,8 +225,9 @@ func (b *Broker) retry(ctx context.Context, t *tenant, j *job) {
 			return
 		}
 		j.out = Outcome{ID: j.id}
-		m := j.prepare(t, cur, typ, seq)
+		m := j.prepare(t, cur, typ, seq, b.opts.Validator)
 		if m == nil {
+			b.keepAside(ctx, t, j)
 			return
 		}
 		s, err := b.publish(ctx, m)
