@@ -148,7 +148,7 @@ func (c SinkConfig) withDefaults() (SinkConfig, error) {
 		c.MaxRetries = DefaultMaxRetries
 	}
 	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
+		c.MaxRetries = -1 // stays -1, so that withDefaults can be applied twice
 	}
 	if c.Backoff == 0 {
 		c.Backoff = Duration(DefaultBackoff)
@@ -293,7 +293,7 @@ func (s *HTTPSink) post(ctx context.Context, body []byte) (int, http.Header, []b
 		default:
 			return status, header, respBody, nil
 		}
-		if attempt >= s.cfg.MaxRetries {
+		if attempt >= max(s.cfg.MaxRetries, 0) {
 			return 0, nil, nil, fmt.Errorf("%w after %d attempts: %v", ErrBrokerUnavailable, attempt+1, lastErr)
 		}
 		wait := delay/2 + rand.N(delay/2+1)

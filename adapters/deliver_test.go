@@ -263,3 +263,20 @@ func TestDeliver(t *testing.T) {
 		}
 	})
 }
+
+// TestSinkConfigNoRetryKept: "maxRetries: -1" (no retry) survives the
+// defaults being applied again, as when a loaded pipeline's sink is
+// handed to NewHTTPSink.
+func TestSinkConfigNoRetryKept(t *testing.T) {
+	s, err := adapters.NewHTTPSink(adapters.SinkConfig{MaxRetries: -1}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := adapters.NewHTTPSink(s.Config(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s2.Config().MaxRetries; got != -1 {
+		t.Errorf("MaxRetries after defaults twice = %d, want -1 (no retry)", got)
+	}
+}

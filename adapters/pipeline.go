@@ -239,6 +239,41 @@ func PresetPipeline(preset, file string, sink SinkConfig) (PipelineConfig, error
 	return PipelineConfig{Name: preset, Source: src, Mapping: p.Mapping, MappingName: p.Name, Sink: sink}, nil
 }
 
+// PresetURLPipeline returns the pipeline that runs the named preset on what
+// a URL serves. When the preset reads a file format (csv, json...) the
+// source becomes kind "http" with that format and the preset's settings, and
+// fetches the URL once; a preset whose source kind reads URLs itself (ckan,
+// ngsiv2) gets the URL as its url setting.
+func PresetURLPipeline(preset, url string, sink SinkConfig) (PipelineConfig, error) {
+	p, err := LookupPreset(preset)
+	if err != nil {
+		return PipelineConfig{}, err
+	}
+	if !strings.Contains(url, "://") {
+		return PipelineConfig{}, fmt.Errorf("%w: %q is not a URL (use --file for files)", ErrInvalidConfig, url)
+	}
+	src := p.Source
+	if IsFormat(src.Kind) {
+		if src, err = src.With("format", src.Kind); err != nil {
+			return PipelineConfig{}, err
+		}
+		src.Kind = "http"
+	}
+	if src, err = src.With("url", url); err != nil {
+		return PipelineConfig{}, err
+	}
+	src.Dir = ""
+	if sink, err = sink.withDefaults(); err != nil {
+		return PipelineConfig{}, err
+	}
+	s, err := NewSource(src)
+	if err != nil {
+		return PipelineConfig{}, err
+	}
+	_ = s.Close()
+	return PipelineConfig{Name: preset, Source: src, Mapping: p.Mapping, MappingName: p.Name, Sink: sink}, nil
+}
+
 // Options tune one Run. The zero value delivers over HTTP, logs nothing and
 // reports no progress.
 type Options struct {
@@ -376,7 +411,11 @@ func Run(ctx context.Context, cfg PipelineConfig, opts Options) (Summary, error)
 		batchSize = DefaultBatchSize
 	}
 	r.batchSize = batchSize
-	src, err := NewSource(cfg.Source)
+	srcCfg := cfg.Source
+	if srcCfg.Logger == nil {
+		srcCfg.Logger = logger.With("component", "adapters.source", "pipeline", cfg.Name, "kind", srcCfg.Kind)
+	}
+	src, err := NewSource(srcCfg)
 	if err != nil {
 		return r.sum, err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -87,6 +89,67 @@ func Kinds() []string {
 	return names
 }
 
+// ReaderFactory builds a source that reads an input already opened by
+// someone else (the body of an HTTP answer, a resource downloaded from a
+// portal) in one format. cfg holds the format's own settings (separator,
+// records path...); input labels the records in messages. Like Factory it
+// has no side effects: it must not read r. The caller keeps ownership of r.
+type ReaderFactory func(cfg SourceConfig, input string, r io.Reader) (Source, error)
+
+var formats = map[string]ReaderFactory{}
+
+// RegisterFormat makes a format available to sources that fetch their input
+// (http, ckan) under name, which is also the name of the file source kind
+// that reads it ("csv", "json"...). Like Register it is meant for init
+// functions and panics on an empty name, a nil factory or a duplicate.
+func RegisterFormat(name string, factory ReaderFactory) {
+	if name == "" || factory == nil {
+		panic("adapters: RegisterFormat with an empty name or a nil factory")
+	}
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := formats[name]; dup {
+		panic("adapters: format " + name + " registered twice")
+	}
+	formats[name] = factory
+}
+
+// Formats returns the names of the registered formats, sorted.
+func Formats() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(formats))
+	for n := range formats {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// IsFormat reports whether a format is registered under name.
+func IsFormat(name string) bool {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	_, ok := formats[name]
+	return ok
+}
+
+// NewReaderSource builds a source reading r in the named format with the
+// settings of cfg (its Kind is ignored). It has no side effects.
+func NewReaderSource(format string, cfg SourceConfig, input string, r io.Reader) (Source, error) {
+	registryMu.RLock()
+	f, ok := formats[format]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: format %q (registered: %s)", ErrInvalidConfig, format, strings.Join(Formats(), ", "))
+	}
+	src, err := f(cfg, input, r)
+	if err != nil {
+		return nil, fmt.Errorf("format %s: %w", format, err)
+	}
+	return src, nil
+}
+
 // NewSource builds a source of the kind cfg names. It has no side effects.
 func NewSource(cfg SourceConfig) (Source, error) {
 	registryMu.RLock()
@@ -111,8 +174,61 @@ type SourceConfig struct {
 	Kind string
 	// Dir is the directory relative paths are resolved against (the
 	// directory of the config file); empty means the working directory.
-	Dir  string
-	node *yaml.Node
+	Dir string
+	// Logger, when set, receives what a long-running source has to say
+	// between records (a failed poll that will be retried). Run sets it from
+	// Options.Logger; nil discards.
+	Logger *slog.Logger
+	node   *yaml.Node
+}
+
+// Log returns c.Logger, or a logger that discards everything.
+func (c SourceConfig) Log() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// Split returns two configs with c's kind, directory and logger: the first
+// with the settings whose keys are listed, the second with the others. A
+// source that hands part of its settings to a format (http, ckan) decodes
+// the first and passes the second on.
+func (c SourceConfig) Split(keys ...string) (own, rest SourceConfig) {
+	own = SourceConfig{Kind: c.Kind, Dir: c.Dir, Logger: c.Logger}
+	rest = own
+	if c.node == nil {
+		return own, rest
+	}
+	a := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: c.node.Line, Column: c.node.Column}
+	b := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: c.node.Line, Column: c.node.Column}
+	for i := 0; i+1 < len(c.node.Content); i += 2 {
+		dst := b
+		if slices.Contains(keys, c.node.Content[i].Value) {
+			dst = a
+		}
+		dst.Content = append(dst.Content, c.node.Content[i], c.node.Content[i+1])
+	}
+	if len(a.Content) > 0 {
+		own.node = a
+	}
+	if len(b.Content) > 0 {
+		rest.node = b
+	}
+	return own, rest
+}
+
+// Has reports whether the settings include key.
+func (c SourceConfig) Has(key string) bool {
+	if c.node == nil {
+		return false
+	}
+	for i := 0; i+1 < len(c.node.Content); i += 2 {
+		if c.node.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // NewSourceConfig builds a SourceConfig from settings given in code, as a
@@ -155,7 +271,10 @@ func (c *SourceConfig) UnmarshalYAML(node *yaml.Node) error {
 // merged returns c with the settings of over laid on top of its own (over
 // wins key by key). Presets use it to give defaults to a pipeline's source.
 func (c SourceConfig) merged(over SourceConfig) SourceConfig {
-	out := SourceConfig{Kind: c.Kind, Dir: over.Dir}
+	out := SourceConfig{Kind: c.Kind, Dir: over.Dir, Logger: over.Logger}
+	if out.Logger == nil {
+		out.Logger = c.Logger
+	}
 	if over.Kind != "" {
 		out.Kind = over.Kind
 	}

@@ -43,6 +43,13 @@ func init() {
 		c.Path = cfg.Resolve(c.Path)
 		return New(c)
 	})
+	adapters.RegisterFormat("csv", func(cfg adapters.SourceConfig, input string, r io.Reader) (adapters.Source, error) {
+		var c Config
+		if err := cfg.Decode(&c); err != nil {
+			return nil, err
+		}
+		return FromReader(input, r, c)
+	})
 }
 
 // MaxRecordBytes caps one record; a longer one (typically an unterminated

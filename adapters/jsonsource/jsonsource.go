@@ -57,6 +57,14 @@ func init() {
 			c.Format = f
 			return New(c)
 		})
+		adapters.RegisterFormat(name, func(cfg adapters.SourceConfig, input string, r io.Reader) (adapters.Source, error) {
+			var c Config
+			if err := cfg.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Format = f
+			return FromReader(input, r, c)
+		})
 	}
 }
 

@@ -28,6 +28,7 @@ Usage:
 
 Commands:
   serve     run the broker: embedded NATS, NGSI-LD API on :1026
+  ingest    load datasets (CSV, JSON, portals, NGSI-v2) into a running Piazza
   version   print the version
 
 Run 'piazza <command> -h' for the flags of a command.
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "ingest":
+		return ingest(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "piazza %s\n", version)
 		return 0
