@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/piazza-city/piazza/broker/internal/jsonld"
 )
 
 // mapNames is a Names for tests: terms in the map expand to their value,
@@ -703,4 +705,38 @@ func BenchmarkQScan(b *testing.B) {
 		b.Fatal("nothing matched")
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entities/s")
+}
+
+// coreNames are the Names of a request with the core @context only, built
+// as the API builds them.
+type coreNames struct{}
+
+func (coreNames) Canon(t string) string { c := jsonld.Core(); return c.Compact(c.Expand(t)) }
+func (coreNames) Term(n string) string  { c := jsonld.Core(); return c.Compact(c.Expand(n)) }
+
+func TestQCoreContext(t *testing.T) {
+	e := loadEntity(t, "testdata/q/vehicle.json")
+	for _, q := range []string{
+		"speed>50",
+		"https://uri.etsi.org/ngsi-ld/default-context/speed>50",
+		"https://uri.etsi.org/ngsi-ld/default-context/speed.observedAt>=2024-05-01T00:00:00Z",
+		"https://uri.etsi.org/ngsi-ld/default-context/speed.accuracy==0.5",
+		`https://uri.etsi.org/ngsi-ld/default-context/address[city]=="Berlin"`,
+		"isParked==urn:ngsi-ld:OffStreetParking:Downtown1",
+	} {
+		x, err := ParseQ(q, coreNames{})
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if !x.Match(e) {
+			t.Errorf("%s does not match (attrs %v)", q, x.Attrs())
+		}
+	}
+	ts, err := ParseTypeSelection("https://uri.etsi.org/ngsi-ld/default-context/Vehicle,Other", coreNames{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ts.Match(e.Types) || ts.AnyOf()[0] != "Vehicle" {
+		t.Errorf("type selection: Match %v, AnyOf %v", ts.Match(e.Types), ts.AnyOf())
+	}
 }
