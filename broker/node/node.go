@@ -18,6 +18,7 @@ import (
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
+	"github.com/piazza-city/piazza/schemas"
 )
 
 // Config configures a node. The zero value of each field means its default.
@@ -45,6 +46,11 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// AccessLog logs every HTTP request at Info.
 	AccessLog bool
+	// SchemasDir holds the operator's own Smart Data Models schemas.
+	SchemasDir string
+	// Validation is the validation policy; the zero value enforces every
+	// model on every type that has one and allows other types.
+	Validation broker.ValidationConfig
 	// Version is reported by /version.
 	Version string
 	Logger  *slog.Logger
@@ -122,14 +128,24 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.log.Info("embedded NATS started", "data_dir", cfg.DataDir, "client_url", n.ns.ClientURL())
 	}
+	reg, err := schemas.NewRegistry(schemas.Options{Dir: cfg.SchemasDir, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	validator, err := broker.NewValidator(reg, cfg.Validation)
+	if err != nil {
+		return nil, err
+	}
 	n.b, err = broker.New(ctx, broker.Options{
-		Conn: n.nc, Replicas: cfg.Replicas, History: cfg.History, Logger: cfg.Logger,
+		Conn: n.nc, Replicas: cfg.Replicas, History: cfg.History, Logger: cfg.Logger, Validator: validator,
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Smart Data Models contexts are built in, so that their types expand
+	// to the models' IRIs without a network.
 	loader := jsonld.NewLoader(jsonld.LoaderOptions{
-		Files: cfg.ContextFiles, Timeout: cfg.ContextTimeout, Logger: cfg.Logger,
+		Files: cfg.ContextFiles, Timeout: cfg.ContextTimeout, Logger: cfg.Logger, Builtin: schemas.Contexts(),
 	})
 	n.handler = api.New(n.b, api.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes, Contexts: loader, Version: cfg.Version, Logger: cfg.Logger,

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/node"
 )
 
@@ -26,6 +27,7 @@ type serveFlags struct {
 	contextFiles                         string
 	shutdownGrace                        time.Duration
 	accessLog                            bool
+	schemasDir, validation, unknownTypes string
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -41,6 +43,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (PIAZZA_LOG_LEVEL)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json (PIAZZA_LOG_FORMAT)")
 	fs.StringVar(&f.contextFiles, "context-files", "", "serve @context URLs from files offline: URL=PATH,URL=PATH (PIAZZA_CONTEXT_FILES)")
+	fs.StringVar(&f.schemasDir, "schemas-dir", "", "directory of the city's own Smart Data Models schemas, <Type>.json (PIAZZA_SCHEMAS_DIR)")
+	fs.StringVar(&f.validation, "validation", "enforce", "policy for entities that fail their data model: enforce, warn, quarantine or off (PIAZZA_VALIDATION)")
+	fs.StringVar(&f.unknownTypes, "unknown-types", "allow", "entity types without a data model: allow or reject (PIAZZA_UNKNOWN_TYPES)")
 	fs.BoolVar(&f.accessLog, "access-log", false, "log every HTTP request at info level (PIAZZA_ACCESS_LOG)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time to drain in-flight requests on SIGTERM (PIAZZA_SHUTDOWN_GRACE)")
 	fs.Usage = func() {
@@ -71,12 +76,18 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "piazza: --context-files: %v\n", err)
 		return 2
 	}
+	validation := broker.ValidationConfig{PolicySet: broker.PolicySet{Default: broker.Policy(f.validation), Unknown: f.unknownTypes}}
+	if err := validation.Check(); err != nil {
+		fmt.Fprintf(stderr, "piazza: %v\n", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.Start(ctx, node.Config{
 		HTTPAddr: f.httpAddr, DataDir: f.dataDir, NATSAddr: f.natsAddr, NATSURL: f.natsURL,
 		Replicas: f.replicas, History: f.history, ContextFiles: files,
 		ShutdownGrace: f.shutdownGrace, Version: version, Logger: logger, AccessLog: f.accessLog,
+		SchemasDir: f.schemasDir, Validation: validation,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "piazza: %v\n", err)
