@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker"
+	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker/node"
 )
 
