@@ -11,10 +11,14 @@ import (
 // This file is the NGSI-LD geo-query language (GS CIM 009 V1.9.1, clause
 // 4.10): georel, geometry, coordinates and geoproperty.
 //
-// Distances are exact on a sphere of radius 6,371,008.8 m (the mean Earth
-// radius): the haversine formula between points, and the cross-track
-// distance to great-circle arcs for the segments of lines and polygon rings.
-// Both are correct across the antimeridian and near the poles.
+// near measures the distance between the reference geometry and the
+// entity's (0 when they meet; for shapes that do not meet, the least
+// distance from a vertex of one to the other). Distances are exact on a
+// sphere of radius 6,371,008.8 m (the mean Earth radius): the haversine
+// formula between points, and the cross-track distance to great-circle arcs
+// for the segments of lines and polygon rings. Both are correct across the
+// antimeridian and near the poles. (Segments are arcs for distances but
+// straight lon/lat lines for the predicates below.)
 //
 // The spatial predicates (within, contains, intersects, equals, disjoint,
 // overlaps) are evaluated in the lon/lat plane (EPSG:4326 taken as planar,
@@ -145,9 +149,6 @@ func (g *GeoQuery) finish(cv any) (*GeoQuery, error) {
 		return nil, badData("coordinates: the %s has no positions", geometry)
 	}
 	g.ref.alignParts()
-	if g.rel == relNear && geometry != "Point" {
-		return nil, badData("georel: near needs a Point geometry, not %s", geometry)
-	}
 	return g, nil
 }
 
@@ -280,8 +281,11 @@ func (g *GeoQuery) BBox() (minLon, minLat, maxLon, maxLat float64, ok bool) {
 		if g.maxDist < 0 {
 			return 0, 0, 0, 0, false
 		}
-		p := g.ref.pts[0]
-		return capBBox(p.x, p.y, g.maxDist)
+		if g.refPoint() {
+			p := g.ref.pts[0]
+			return capBBox(p.x, p.y, g.maxDist)
+		}
+		return boxBBox(g.ref.box, g.maxDist)
 	}
 	b := g.ref.box
 	minLat, maxLat = b.minY, b.maxY
@@ -306,6 +310,32 @@ func capBBox(lon, lat, d float64) (float64, float64, float64, float64, bool) {
 	}
 	dLon := math.Asin(s) * 180 / math.Pi
 	return wrapLon(lon - dLon), lat - dLat, wrapLon(lon + dLon), lat + dLat, true
+}
+
+// boxBBox is a box around every point within d metres of the lon/lat box b
+// (in unwrapped longitudes): its latitudes widened by d, its longitudes by
+// the most d can span at the highest latitude reached.
+func boxBBox(b box, d float64) (float64, float64, float64, float64, bool) {
+	ang := d*(1+1e-9)/earthRadius + 1e-12
+	dLat := ang * 180 / math.Pi
+	minLat, maxLat := b.minY-dLat, b.maxY+dLat
+	if ang >= math.Pi || minLat <= -90 || maxLat >= 90 {
+		return -180, max(-90, minLat), 180, min(90, maxLat), true
+	}
+	s := math.Sin(ang) / math.Cos(max(math.Abs(minLat), math.Abs(maxLat))*math.Pi/180)
+	if s >= 1 {
+		return -180, minLat, 180, maxLat, true
+	}
+	dLon := math.Asin(s) * 180 / math.Pi
+	if b.maxX-b.minX+2*dLon >= 360 {
+		return -180, minLat, 180, maxLat, true
+	}
+	return wrapLon(b.minX - dLon), minLat, wrapLon(b.maxX + dLon), maxLat, true
+}
+
+// refPoint reports whether the reference geometry is a single point.
+func (g *GeoQuery) refPoint() bool {
+	return len(g.ref.pts) == 1 && len(g.ref.lines) == 0 && len(g.ref.polys) == 0
 }
 
 // wrapLon brings a longitude into [-180, 180].
@@ -362,8 +392,13 @@ func (g *GeoQuery) Match(e *Entity) bool {
 
 func (g *GeoQuery) matchPoint(p pt) bool {
 	if g.rel == relNear {
-		q := g.ref.pts[0]
-		d := DistanceMeters(q.x, q.y, p.x, p.y)
+		var d float64
+		if g.refPoint() {
+			q := g.ref.pts[0]
+			d = DistanceMeters(q.x, q.y, p.x, p.y)
+		} else {
+			d = distanceTo(p, g.ref)
+		}
 		return (g.maxDist < 0 || d <= g.maxDist) && (g.minDist < 0 || d >= g.minDist)
 	}
 	eg := geom{pts: []pt{p}}
@@ -373,8 +408,13 @@ func (g *GeoQuery) matchPoint(p pt) bool {
 
 func (g *GeoQuery) matchGeom(eg *geom) bool {
 	if g.rel == relNear {
-		q := g.ref.pts[0]
-		d := distanceTo(q, eg)
+		var d float64
+		if g.refPoint() {
+			d = distanceTo(g.ref.pts[0], eg)
+		} else {
+			eg.alignTo(g.ref.centerX())
+			d = geomDistance(eg, g.ref)
+		}
 		return (g.maxDist < 0 || d <= g.maxDist) && (g.minDist < 0 || d >= g.minDist)
 	}
 	eg.alignTo(g.ref.centerX())
@@ -988,6 +1028,19 @@ func distanceTo(q pt, g *geom) float64 {
 			return 0
 		}
 	}
+	return d
+}
+
+// geomDistance is the distance in metres between two geometries (aligned
+// in longitude): 0 when they meet, else the least distance from a vertex of
+// one to the other, where the nearest points of two disjoint shapes lie.
+func geomDistance(a, b *geom) float64 {
+	if intersects(a, b) {
+		return 0
+	}
+	d := math.Inf(1)
+	a.eachVertex(func(p pt) { d = min(d, distanceTo(p, b)) })
+	b.eachVertex(func(p pt) { d = min(d, distanceTo(p, a)) })
 	return d
 }
 

@@ -146,6 +146,19 @@ func TestGeoQueryMatch(t *testing.T) {
 		{"outside a polygon, too far", "near;maxDistance==800", "Point", "[13.4,52.5]", polygon(13.3, 52.508, 13.5, 52.6), false},
 		{"inside a polygon across ±180", "near;maxDistance==1", "Point", "[-175,0]", `{"type":"Polygon","coordinates":` + dateline + `}`, true},
 		{"near a multipoint", "near;maxDistance==1000", "Point", "[13.4,52.5]", `{"type":"MultiPoint","coordinates":[[0,0],[13.401,52.5]]}`, true},
+		// near another reference geometry: the distance between the shapes
+		// (the edge is a great-circle arc, which bows ~0.001° north of the
+		// parallel 52.51 between 13 and 14: the point is 1.2 km from it)
+		{"near a line: a point 1.2 km off", "near;maxDistance==1300", "LineString", "[[13,52.51],[14,52.51]]", point(13.4, 52.5), true},
+		{"near a line: too far", "near;maxDistance==1000", "LineString", "[[13,52.51],[14,52.51]]", point(13.4, 52.5), false},
+		{"near a line: beyond its end", "near;maxDistance==1200", "LineString", "[[13,52.5],[13.39,52.5]]", point(13.4, 52.5), true},
+		{"near a polygon: a point inside", "near;maxDistance==0", "Polygon", "[[[13,52],[14,52],[14,53],[13,53],[13,52]]]", point(13.5, 52.5), true},
+		{"near a polygon: minDistance from inside", "near;minDistance==1", "Polygon", "[[[13,52],[14,52],[14,53],[13,53],[13,52]]]", point(13.5, 52.5), false},
+		{"near a polygon: a polygon 1.1 km north", "near;maxDistance==1200", "Polygon", "[[[13,52],[14,52],[14,52.5],[13,52.5],[13,52]]]", polygon(13.2, 52.51, 13.3, 52.6), true},
+		{"near a polygon: too far", "near;maxDistance==1000", "Polygon", "[[[13,52],[14,52],[14,52.5],[13,52.5],[13,52]]]", polygon(13.2, 52.51, 13.3, 52.6), false},
+		{"near a polygon: overlapping", "near;maxDistance==0", "Polygon", "[[[13,52],[14,52],[14,52.5],[13,52.5],[13,52]]]", polygon(13.2, 52.4, 13.3, 52.6), true},
+		{"near a polygon across ±180", "near;maxDistance==2300", "Polygon", "[[[179.99,-1],[179.999,-1],[179.999,1],[179.99,1],[179.99,-1]]]", point(-179.99, 0), true},
+		{"near a polygon across ±180: too far", "near;maxDistance==2000", "Polygon", "[[[179.99,-1],[179.999,-1],[179.999,1],[179.99,1],[179.99,-1]]]", point(-179.98, 0), false},
 		// within a square
 		{"within: inside", "within", "Polygon", square, point(13.5, 52.5), true},
 		{"within: outside", "within", "Polygon", square, point(15, 52.5), false},
@@ -323,6 +336,9 @@ func TestGeoQueryBBox(t *testing.T) {
 		{"disjoint: none", "disjoint", "Point", "[10,0]", false, 0, 0, 0, 0},
 		{"within a polygon", "within", "Polygon", "[[[13,52],[14,52],[14,53],[13,53],[13,52]]]", true, 13, 52, 14, 53},
 		{"within across ±180", "within", "Polygon", "[[[170,-10],[-170,-10],[-170,10],[170,10],[170,-10]]]", true, 170, -10, -170, 10},
+		// longitudes widened by asin(sin 1° / cos 2°) = 1.00061°, the span of 1° of arc at 2°N
+		{"near a box at the equator", "near;maxDistance==111195.08", "Polygon", "[[[10,-1],[12,-1],[12,1],[10,1],[10,-1]]]", true, 8.999390394788598, -2, 13.000609605211402, 2},
+		{"near a box by a pole", "near;maxDistance==111195.08", "LineString", "[[10,88],[20,89.5]]", true, -180, 87, 180, 90},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -387,7 +403,6 @@ func TestGeoQueryErrors(t *testing.T) {
 		{"near;maxDistance==5;maxDistance==6", "Point", "[0,0]", "", "given twice"},
 		{"near;distance==5", "Point", "[0,0]", "", `"distance==5" is not maxDistance`},
 		{"within;maxDistance==5", "Polygon", "[[[0,0],[1,0],[1,1],[0,0]]]", "", "within takes no modifier"},
-		{"near;maxDistance==5", "Polygon", "[[[0,0],[1,0],[1,1],[0,0]]]", "", "near needs a Point"},
 		{"within", "", "[0,0]", "", "geometry: missing"},
 		{"within", "Circle", "[0,0]", "", `"Circle" is not one of`},
 		{"within", "GeometryCollection", "[0,0]", "", "is not one of"},
