@@ -740,3 +740,51 @@ func TestQCoreContext(t *testing.T) {
 		t.Errorf("type selection: Match %v, AnyOf %v", ts.Match(e.Types), ts.AnyOf())
 	}
 }
+
+// TestQComplements checks that == and != (and ~= and !~=) split the
+// entities that have the target between them, for every single-instance
+// attribute of the fixture and a spread of literals.
+func TestQComplements(t *testing.T) {
+	e := loadEntity(t, "testdata/q/vehicle.json")
+	lits := []string{`5`, `55.5`, `0`, `-1e3`, `"Mercedes"`, `"red"`, `"red car"`, `true`, `false`,
+		`2024-03-15`, `2024-03-15T09:30:00Z`, `08:30:00`, `urn:ngsi-ld:Person:1`, `Sedan`, `1..3`, `"a".."z"`, `[1,"x",true]`}
+	paths := []string{"address[city]", "address[geo.floors]", "name[en]", "name[*]", "speed.accuracy", "speed.observedAt", "raw[value]"}
+	for name, is := range e.Attrs {
+		if len(is) == 1 {
+			paths = append(paths, name)
+		}
+	}
+	n := 0
+	for _, path := range paths {
+		has, err := ParseQ(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		not, _ := ParseQ("!"+path, nil)
+		if has.Match(e) == not.Match(e) {
+			t.Errorf("%s and !%s agree", path, path)
+		}
+		for _, lit := range lits {
+			eq, err1 := ParseQ(path+"=="+lit, nil)
+			ne, err2 := ParseQ(path+"!="+lit, nil)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%s %v %v", lit, err1, err2)
+			}
+			if has.Match(e) && eq.Match(e) == ne.Match(e) {
+				t.Errorf("%s==%s and %s!=%s both %v", path, lit, path, lit, eq.Match(e))
+			}
+			if !has.Match(e) && (eq.Match(e) || ne.Match(e)) {
+				t.Errorf("%s does not exist, yet == %v, != %v", path, eq.Match(e), ne.Match(e))
+			}
+			n++
+		}
+		for _, re := range []string{`"^M"`, `"e"`, `"^$"`} {
+			m, _ := ParseQ(path+"~="+re, nil)
+			nm, _ := ParseQ(path+"!~="+re, nil)
+			if m.Match(e) && nm.Match(e) {
+				t.Errorf("%s~=%s and !~= both match", path, re)
+			}
+		}
+	}
+	t.Logf("%d pairs", n)
+}
