@@ -349,7 +349,7 @@ func (t *qTerm) export() QTerm {
 		// A linked-entity term needs its first relationship.
 		return QTerm{Path: []string{t.hops[0].attr}, Attr: t.hops[0].attr, Op: "exists"}
 	}
-	x := QTerm{Attr: t.attr, Sub: t.sub, Meta: t.meta, Keys: t.keys, Op: qOpNames[t.op], Range: t.rng}
+	x := QTerm{Attr: t.attr, Sub: slices.Clone(t.sub), Meta: t.meta, Keys: slices.Clone(t.keys), Op: qOpNames[t.op], Range: t.rng}
 	if t.attr != "" {
 		x.Path = append(x.Path, t.attr)
 	}
