@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"sync"
 	"time"
 )
 
@@ -228,6 +229,17 @@ func unionScopes(a, b []string) []string {
 
 // sameContent reports whether two states hold the same data, system times aside.
 func sameContent(a, b *Entity) bool {
+	if len(a.Attrs) != len(b.Attrs) || len(a.Types) != len(b.Types) {
+		return false
+	}
+	bufs := compareBufs.Get().(*[2][]byte)
 	o := RenderOptions{Format: Normalized}
-	return bytes.Equal(AppendEntity(nil, a, o), AppendEntity(nil, b, o))
+	bufs[0] = AppendEntity(bufs[0][:0], a, o)
+	bufs[1] = AppendEntity(bufs[1][:0], b, o)
+	same := bytes.Equal(bufs[0], bufs[1])
+	compareBufs.Put(bufs)
+	return same
 }
+
+// compareBufs are scratch buffers for sameContent.
+var compareBufs = sync.Pool{New: func() any { return new([2][]byte) }}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,8 +101,15 @@ func decodeStored(data []byte) (*Entity, error) {
 
 // encodeStored writes the broker's stored form.
 func encodeStored(e *Entity) []byte {
-	return AppendEntity(make([]byte, 0, 1024), e, storedOptions)
+	buf := encodeBufs.Get().(*[]byte)
+	*buf = AppendEntity((*buf)[:0], e, storedOptions)
+	out := append([]byte(nil), *buf...) // exactly sized: it is kept
+	encodeBufs.Put(buf)
+	return out
 }
+
+// encodeBufs are scratch buffers for encodeStored.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // tombstone is the payload of a delete: who was deleted, and when; no data.
 func tombstone(e *Entity, at string) []byte {
