@@ -141,13 +141,24 @@ func (h *Handler) batch(w http.ResponseWriter, r *http.Request) error {
 	return writeBatchResult(w, outs, okStatus, failed, created...)
 }
 
+// validationHeader says, on a single write accepted under the warn policy,
+// that the new state does not match its data model:
+// "Piazza-Validation: warn; model=AirQualityObserved; violations=2".
+func validationHeader(w http.ResponseWriter, out broker.Outcome) {
+	if len(out.Warnings) > 0 {
+		w.Header().Set("Piazza-Validation", fmt.Sprintf("warn; model=%s; violations=%d", out.Model, len(out.Warnings)))
+	}
+}
+
 // writeBatchResult answers a batch: okStatus (with the created ids for 201)
 // when every entity succeeded, 207 with a BatchOperationResult otherwise.
 // Piazza-Unchanged-Count tells how many entities were already in the state
-// asked for, so that nothing was written for them.
+// asked for, so that nothing was written for them; Piazza-Validation-Warnings,
+// present when not 0, how many were accepted under the warn policy although
+// they do not match their data model.
 func writeBatchResult(w http.ResponseWriter, outs []broker.Outcome, okStatus int, failed []batchError, created ...string) error {
 	success := []string{}
-	unchanged := 0
+	unchanged, warned := 0, 0
 	for _, o := range outs {
 		if o.Err != nil {
 			failed = append(failed, batchError{EntityID: o.ID, Error: problemOf(o.Err)})
@@ -156,9 +167,15 @@ func writeBatchResult(w http.ResponseWriter, outs []broker.Outcome, okStatus int
 		if o.Unchanged {
 			unchanged++
 		}
+		if len(o.Warnings) > 0 {
+			warned++
+		}
 		success = append(success, o.ID)
 	}
 	w.Header().Set("Piazza-Unchanged-Count", strconv.Itoa(unchanged))
+	if warned > 0 {
+		w.Header().Set("Piazza-Validation-Warnings", strconv.Itoa(warned))
+	}
 	if len(failed) > 0 {
 		return writeJSON(w, http.StatusMultiStatus, map[string]any{"success": success, "errors": failed})
 	}

@@ -222,9 +222,11 @@ func (h *Handler) createEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.b.Create(r.Context(), tenant, e); err != nil {
+	out, err := h.b.Create(r.Context(), tenant, e)
+	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	w.Header().Set("Location", "/ngsi-ld/v1/entities/"+url.PathEscape(e.ID))
 	w.WriteHeader(http.StatusCreated)
 	return nil
@@ -344,9 +346,11 @@ func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.b.Merge(r.Context(), tenant, id, frag); err != nil {
+	out, err := h.b.Merge(r.Context(), tenant, id, frag)
+	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -364,9 +368,11 @@ func (h *Handler) replaceEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.b.Replace(r.Context(), tenant, id, next); err != nil {
+	out, err := h.b.Replace(r.Context(), tenant, id, next)
+	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -411,6 +417,7 @@ func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	return writeUpdateResult(w, frag, out, c)
 }
 
@@ -431,6 +438,7 @@ func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	return writeUpdateResult(w, frag, out, c)
 }
 
@@ -481,13 +489,16 @@ func (h *Handler) patchAttr(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	var out broker.Outcome
 	if a.Delete {
-		if _, err := h.b.DeleteAttr(r.Context(), tenant, id, name, a.DatasetID, false); err != nil {
-			return err
-		}
-	} else if _, err := h.b.PatchAttr(r.Context(), tenant, id, name, a); err != nil {
+		out, err = h.b.DeleteAttr(r.Context(), tenant, id, name, a.DatasetID, false)
+	} else {
+		out, err = h.b.PatchAttr(r.Context(), tenant, id, name, a)
+	}
+	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -497,9 +508,11 @@ func (h *Handler) replaceAttr(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.b.ReplaceAttr(r.Context(), tenant, id, name, a); err != nil {
+	out, err := h.b.ReplaceAttr(r.Context(), tenant, id, name, a)
+	if err != nil {
 		return err
 	}
+	validationHeader(w, out)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

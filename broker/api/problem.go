@@ -7,6 +7,7 @@ import (
 
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
+	"github.com/piazza-city/piazza/schemas"
 )
 
 // The NGSI-LD error types (GS CIM 009 clause 5.5.2).
@@ -62,12 +63,17 @@ var problemKinds = []problemKind{
 	{errMethodNotAllowed, http.StatusMethodNotAllowed, TypeInvalidRequest, "Method not allowed"},
 }
 
-// Problem is an NGSI-LD ProblemDetails body (RFC 7807).
+// Problem is an NGSI-LD ProblemDetails body (RFC 7807). A rejection by a
+// Smart Data Model carries two extension members (RFC 7807 section 3.2):
+// the violations, each with its JSON pointer into the keyValues form, and
+// the quarantine entry that keeps the write, if one does.
 type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status,omitempty"`
-	Detail string `json:"detail"`
+	Type       string              `json:"type"`
+	Title      string              `json:"title"`
+	Status     int                 `json:"status,omitempty"`
+	Detail     string              `json:"detail"`
+	Violations []schemas.Violation `json:"violations,omitempty"`
+	Quarantine uint64              `json:"quarantine,omitempty"`
 }
 
 // problemOf turns an error into its ProblemDetails. Unknown errors are 500
@@ -75,7 +81,12 @@ type Problem struct {
 func problemOf(err error) Problem {
 	for _, k := range problemKinds {
 		if errors.Is(err, k.err) {
-			return Problem{Type: k.typ, Title: k.title, Status: k.status, Detail: broker.Detail(err)}
+			p := Problem{Type: k.typ, Title: k.title, Status: k.status, Detail: broker.Detail(err)}
+			var be *broker.Error
+			if errors.As(err, &be) {
+				p.Violations, p.Quarantine = be.Violations, be.Quarantine
+			}
+			return p
 		}
 	}
 	return Problem{Type: TypeInternalError, Title: "Internal error", Status: http.StatusInternalServerError, Detail: err.Error()}
