@@ -167,3 +167,54 @@ func TestThroughNode(t *testing.T) {
 	r := s.do(t, "GET", "/ngsi-ld/v1/entities/urn:x:none", "", "Accept", "text/html")
 	checkProblem(t, r, 406, "InvalidRequest")
 }
+
+// TestConcurrentReadsAndWrites reads one entity in every representation
+// while others merge into it and query it. Run with -race: the read model
+// shares decoded entities between requests, and no request may change what
+// another one reads.
+func TestConcurrentReadsAndWrites(t *testing.T) {
+	s := newServer(t, api.Options{})
+	s.create(t, building)
+	path := "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1"
+	views := []struct{ q, accept string }{
+		{"", ""}, {"?options=concise", ""}, {"?options=keyValues", ""}, {"?options=sysAttrs", "application/ld+json"},
+		{"", "application/geo+json"}, {"?attrs=temperature,speed", ""},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 200)
+	for w := range 2 {
+		wg.Go(func() {
+			for i := range 10 {
+				body := fmt.Sprintf(`{"temperature":{"value":%d,"accuracy":{"value":%d}},"speed":[{"value":%d,"datasetId":"urn:ngsi-ld:Dataset:b"}],"w%d":%d}`, i, i, i, w, i)
+				if r := s.do(t, "PATCH", path, body); r.status != 204 {
+					errs <- "merge: " + r.String()
+				}
+			}
+		})
+	}
+	for _, v := range views {
+		wg.Go(func() {
+			for range 15 {
+				var hdr []string
+				if v.accept != "" {
+					hdr = []string{"Accept", v.accept}
+				}
+				if r := s.do(t, "GET", path+v.q, "", hdr...); r.status != 200 || !strings.Contains(string(r.body), "urn:ngsi-ld:Building:b1") {
+					errs <- "get" + v.q + ": " + r.String()
+				}
+				if r := s.do(t, "GET", "/ngsi-ld/v1/entities?type=Building"+strings.Replace(v.q, "?", "&", 1), "", hdr...); r.status != 200 {
+					errs <- "query" + v.q + ": " + r.String()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	e := s.get(t, path+"?options=keyValues")
+	if canon(t, e["w0"]) != "9" || canon(t, e["w1"]) != "9" || canon(t, e["temperature"]) != "9" {
+		t.Fatalf("final state %v", e)
+	}
+}
