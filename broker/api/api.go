@@ -19,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
+	"github.com/piazza-city/piazza/schemas"
 )
 
 // Options configure the HTTP API.
@@ -36,6 +37,10 @@ type Options struct {
 	Ready func() error
 	// AccessLog logs every request at Info (otherwise at Debug).
 	AccessLog bool
+	// Schemas is the data model registry that /ngsi-ld/ex/v1/schemas lists
+	// and changes (the broker's validator's, so that a change applies to
+	// the next write); nil answers those requests 422.
+	Schemas *schemas.Registry
 }
 
 // Handler serves the NGSI-LD API over a broker. It is safe for concurrent use.
@@ -134,6 +139,7 @@ func (h *Handler) routes() chi.Router {
 		r.Post("/entityOperations/{op}", h.wrap(h.batch))
 		r.Delete("/temporal/entities/{id}", h.wrap(h.deleteHistory))
 	})
+	h.exRoutes(r)
 	return r
 }
 

@@ -149,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.handler = api.New(n.b, api.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes, Contexts: loader, Version: cfg.Version, Logger: cfg.Logger,
-		AccessLog: cfg.AccessLog,
+		AccessLog: cfg.AccessLog, Schemas: reg,
 	})
 	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
