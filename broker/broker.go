@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -133,6 +134,12 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 			cancel()
 			return nil, err
 		}
+	}
+	// Loading leaves much garbage (message buffers, headers); give it back
+	// to the system before serving, so that the resident memory is what the
+	// read models hold.
+	if b.entityCount() > 10000 {
+		debug.FreeOSMemory()
 	}
 	return b, nil
 }
@@ -318,6 +325,17 @@ func (b *Broker) Ready() error {
 		return ErrNotConnected
 	}
 	return nil
+}
+
+// entityCount is the number of live entities in every read model.
+func (b *Broker) entityCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, t := range b.tenants {
+		n += t.rm.count()
+	}
+	return n
 }
 
 // Tenants lists the attached tenants ("" is the default).
