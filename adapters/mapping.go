@@ -69,6 +69,8 @@ type Mapping struct {
 	skip     []skipRule
 	entities []*entityTmpl
 	refs     []*fieldRef // every field the mapping reads, for CheckHeader
+	// passthrough: records already are NGSI-LD entities (see passthrough.go)
+	passthrough bool
 }
 
 type lookupTable struct {
@@ -290,6 +292,9 @@ func (ec *evalCtx) get(r *fieldRef) (any, int, error) {
 // naming the record's line, the column and the attribute. Map does not apply
 // skip rules; call Skip first.
 func (m *Mapping) Map(rec *Record) ([]Entity, error) {
+	if m.passthrough {
+		return m.mapPassthrough(rec)
+	}
 	ec := evalCtx{m: m, rec: rec, valCol: -1}
 	var out []Entity
 	for _, t := range m.entities {

@@ -216,7 +216,7 @@ func TestLoadPipelinesErrors(t *testing.T) {
 		{"unknown pipeline key", "pipelines:\n  - name: a\n    sorce: {kind: csv}\n", `unknown key "sorce"`},
 		{"unknown sink key", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv}\n    mapping: anpr_certificati\n    sink: {tennant: x}\n", `unknown key "tennant"`},
 		{"unknown source key", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv, sep: \";\"}\n    mapping: anpr_certificati\n", `unknown key "sep"`},
-		{"unknown kind", "pipelines:\n  - name: a\n    source: {kind: ckan, path: x}\n    mapping: anpr_certificati\n", `unknown source kind "ckan"`},
+		{"unknown kind", "pipelines:\n  - name: a\n    source: {kind: sftp, path: x}\n    mapping: anpr_certificati\n", `unknown source kind "sftp"`},
 		{"no kind", "pipelines:\n  - name: a\n    source: {path: x}\n    mapping: {type: T, id: \"urn:x:{{A}}\", attributes: {a: A}}\n", "kind is required"},
 		{"unknown preset", "pipelines:\n  - name: a\n    source: {kind: csv, path: x}\n    mapping: anpr_popolazione\n", `unknown preset "anpr_popolazione"`},
 		{"missing mapping", "pipelines:\n  - name: a\n    source: {kind: csv, path: x}\n", "mapping: adapters: invalid mapping: required"},

@@ -15,18 +15,19 @@ import (
 // unmarshalers; the compiled form is in mapping.go.
 
 type mappingSpec struct {
-	Context    any                       `yaml:"context"`
-	Timezone   string                    `yaml:"timezone"`
-	Decimal    string                    `yaml:"decimal"`
-	Lookups    map[string]map[string]any `yaml:"lookups"`
-	Skip       []*skipSpec               `yaml:"skip"`
-	Type       string                    `yaml:"type"`
-	ID         string                    `yaml:"id"`
-	ObservedAt *exprSpec                 `yaml:"observedAt"`
-	Unpivot    *unpivotSpec              `yaml:"unpivot"`
-	Attributes map[string]*attrSpec      `yaml:"attributes"`
-	Entities   []*entitySpec             `yaml:"entities"`
-	line       int
+	Context     any                       `yaml:"context"`
+	Timezone    string                    `yaml:"timezone"`
+	Decimal     string                    `yaml:"decimal"`
+	Lookups     map[string]map[string]any `yaml:"lookups"`
+	Skip        []*skipSpec               `yaml:"skip"`
+	Type        string                    `yaml:"type"`
+	ID          string                    `yaml:"id"`
+	ObservedAt  *exprSpec                 `yaml:"observedAt"`
+	Unpivot     *unpivotSpec              `yaml:"unpivot"`
+	Attributes  map[string]*attrSpec      `yaml:"attributes"`
+	Entities    []*entitySpec             `yaml:"entities"`
+	Passthrough bool                      `yaml:"passthrough"`
+	line        int
 }
 
 func (s *mappingSpec) UnmarshalYAML(n *yaml.Node) error {
@@ -267,6 +268,13 @@ func compileMapping(spec *mappingSpec) (*Mapping, error) {
 	}
 	specs := spec.Entities
 	inline := spec.Type != "" || spec.ID != "" || spec.Attributes != nil || spec.Unpivot != nil || spec.ObservedAt != nil
+	if spec.Passthrough {
+		if inline || len(specs) > 0 || len(spec.Lookups) > 0 {
+			return nil, bad("passthrough takes records as NGSI-LD entities: give no type, id, attributes, entities, unpivot, observedAt or lookups")
+		}
+		m.passthrough = true
+		return m, nil
+	}
 	switch {
 	case inline && len(specs) > 0:
 		return nil, bad("give either type/id/attributes or entities, not both")

@@ -5,8 +5,9 @@
 package all
 
 import (
-	_ "github.com/piazza-city/piazza/adapters/ckansource" // registers "ckan"
-	_ "github.com/piazza-city/piazza/adapters/csvsource"  // registers "csv"
-	_ "github.com/piazza-city/piazza/adapters/httpsource" // registers "http"
-	_ "github.com/piazza-city/piazza/adapters/jsonsource" // registers "json", "jsonl", "geojson"
+	_ "github.com/piazza-city/piazza/adapters/ckansource"   // registers "ckan"
+	_ "github.com/piazza-city/piazza/adapters/csvsource"    // registers "csv"
+	_ "github.com/piazza-city/piazza/adapters/httpsource"   // registers "http"
+	_ "github.com/piazza-city/piazza/adapters/jsonsource"   // registers "json", "jsonl", "geojson"
+	_ "github.com/piazza-city/piazza/adapters/ngsiv2source" // registers "ngsiv2"
 )

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -412,5 +413,82 @@ func TestIngestProgress(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "read=10") || !strings.Contains(lines[1], "percent=100.0") || !strings.Contains(lines[1], "rows_per_s=50") {
 		t.Errorf("log progress lines: %q", lines)
+	}
+}
+
+// TestIngestFromURL reads the real extract over HTTP (--source) into
+// Piazza.
+func TestIngestFromURL(t *testing.T) {
+	base := startNodeInProcess(t)
+	data, err := os.ReadFile(anprData + "anpr_certificati_export_excerpt_2021-11_2021-12.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/csv")
+		http.ServeContent(w, r, "certificati_export.csv", time.Time{}, bytes.NewReader(data))
+	}))
+	defer site.Close()
+	code, res, errs := runIngestJSON(t, "--preset", "anpr_certificati", "--source", site.URL+"/data/certificati_export.csv", "--url", base)
+	if p := res.Pipelines[0]; code != 0 || p.Written != 189 {
+		t.Fatalf("exit %d: %+v\n%s", code, p, errs)
+	}
+	if n := countEntities(t, base, "", "Observation"); n != 189 {
+		t.Errorf("the broker holds %d, want 189", n)
+	}
+}
+
+// TestIngestFromOrion moves the entities of an NGSI-v2 broker (a test
+// server answering /v2/entities as Orion does, with the fixture of the
+// ngsiv2 source) into Piazza with the ngsiv2 preset.
+func TestIngestFromOrion(t *testing.T) {
+	base := startNodeInProcess(t)
+	data, err := os.ReadFile("../../adapters/ngsiv2source/testdata/orion_entities.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		t.Fatal(err)
+	}
+	orion := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/entities" || r.Header.Get("Fiware-Service") != "mantova" {
+			http.Error(w, `{"error":"NotFound","description":"The requested entity has not been found. Check type and id"}`, http.StatusNotFound)
+			return
+		}
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		w.Header().Set("Fiware-Total-Count", strconv.Itoa(len(all)))
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(all[min(offset, len(all)):min(offset+limit, len(all))])
+	}))
+	defer orion.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("pipelines:\n  - name: orion\n    source: {url: %s, service: mantova, servicePath: /ambiente, pageSize: 4}\n    mapping: ngsiv2\n    rejects: scarti.jsonl\n", orion.URL)
+	file := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, res, errs := runIngestJSON(t, "--config", file, "--url", base, "--tenant", "mantova")
+	p := res.Pipelines[0]
+	if code != exitRejected || p.Read != 6 || p.Written != 4 || p.Rejected != 2 {
+		t.Fatalf("exit %d: %+v\n%s", code, p, errs)
+	}
+	kv, status := getEntity(t, base, "mantova", "urn:ngsi-ld:AirQualityObserved:AirQualityObserved-Mantova-SantAgnese")
+	if status != http.StatusOK || fmt.Sprint(kv["NO2"]) != "42.5" || kv["refPointOfInterest"] != "urn:ngsi-ld:PointOfInterest:PointOfInterest-Mantova-PiazzaSordello" {
+		t.Errorf("AirQualityObserved read back: %d %v", status, kv)
+	}
+	kv, status = getEntity(t, base, "mantova", "urn:ngsi-ld:Device:Device-Mantova-0042")
+	if status != http.StatusOK || fmt.Sprint(kv["batteryLevel"]) != "0.75" {
+		t.Errorf("Device read back: %d %v", status, kv)
+	}
+	rej, err := os.ReadFile(filepath.Join(dir, "scarti.jsonl"))
+	if err != nil || strings.Count(string(rej), "\n") != 2 || !strings.Contains(string(rej), `"id":"PointOfInterest-Mantova-PiazzaSordello"`) {
+		t.Errorf("reject file: %v\n%s", err, rej)
+	}
+	// Moving again changes nothing.
+	_, res, _ = runIngestJSON(t, "--config", file, "--url", base, "--tenant", "mantova")
+	if p := res.Pipelines[0]; p.Written != 0 || p.Unchanged != 4 {
+		t.Errorf("second run: %+v", p)
 	}
 }
