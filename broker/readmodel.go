@@ -24,10 +24,17 @@ type record struct {
 	// NGSI-LD JSON shrink it to about 40%, and the read model holds
 	// every live entity.
 	packed []byte
+	// slot is the record's number in the indexes (set when applied).
+	slot uint32
+	// attrs are the attributes the indexes hold it under (interned).
+	attrs []attrRef
+	// pending is what the indexes need, read from the stored form when the
+	// record is made; the index takes it when the record is applied.
+	pending *recIndex
 }
 
 func newRecord(id, subjType string, types []string, seq uint64, stored []byte) *record {
-	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored)}
+	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored), pending: readIndex(stored)}
 }
 
 // shared returns the record's state, from the cache when it is there. The
@@ -58,6 +65,8 @@ type readModel struct {
 	mu     sync.RWMutex
 	byID   map[string]*record
 	byType map[string]map[string]*record
+	// ix holds the secondary indexes (index.go), under mu like the maps.
+	ix *index
 
 	// interned type lists, shared by the records of entities of the same
 	// types; only the applying goroutine touches it.
@@ -77,6 +86,7 @@ func newReadModel(cacheSize int) *readModel {
 		cache:     newEntityCache(cacheSize),
 		byID:      make(map[string]*record),
 		byType:    make(map[string]map[string]*record),
+		ix:        newIndex(),
 		typeLists: make(map[string][]string),
 		waitCh:    make(chan struct{}),
 	}
@@ -117,6 +127,7 @@ func (rm *readModel) put(r *record) {
 		}
 		m[r.id] = r
 	}
+	rm.ix.add(r)
 	rm.mu.Unlock()
 	rm.advance(r.seq)
 }
@@ -133,6 +144,7 @@ func (rm *readModel) del(id string, seq uint64) {
 }
 
 func (rm *readModel) unindex(r *record) {
+	rm.ix.remove(r)
 	for _, t := range r.types {
 		if m := rm.byType[t]; m != nil {
 			delete(m, r.id)
