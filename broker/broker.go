@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -254,9 +256,19 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 	if info.State.Msgs == 0 {
 		once.Do(func() { close(caught) })
 	}
+	// The initial load (the last state of every entity) is applied by one
+	// worker per core; an id always goes to the same worker, so its
+	// messages stay in order. Once caught up, the live tail is applied in
+	// stream order by the consumer's own goroutine.
+	load := newLoader(t, info.State.Msgs > 0)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		pending := t.apply(m)
-		if pending == 0 {
+		if load.active() {
+			if load.dispatch(m) {
+				once.Do(func() { close(caught) })
+			}
+			return
+		}
+		if t.apply(m) == 0 {
 			once.Do(func() { close(caught) })
 		}
 	}, jetstream.PullMaxMessages(2048))
@@ -267,6 +279,7 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 	select {
 	case <-caught:
 	case <-ctx.Done():
+		load.stop()
 		cc.Stop()
 		return fmt.Errorf("broker: loading tenant %q: %w", t.name, ctx.Err())
 	}
@@ -274,6 +287,91 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 		"last_seq", t.rm.applied.Load(), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// loader applies the initial load of a read model on every core.
+type loader struct {
+	t      *tenant
+	mu     sync.Mutex // dispatch against stop
+	on     bool
+	queues []chan jetstream.Msg
+	wg     sync.WaitGroup
+	maxSeq uint64
+}
+
+func newLoader(t *tenant, on bool) *loader {
+	l := &loader{t: t, on: on}
+	if !on {
+		return l
+	}
+	n := runtime.GOMAXPROCS(0)
+	l.queues = make([]chan jetstream.Msg, n)
+	for i := range l.queues {
+		q := make(chan jetstream.Msg, 512)
+		l.queues[i] = q
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for m := range q {
+				t.apply(m)
+			}
+		}()
+	}
+	return l
+}
+
+// active reports whether the initial load is still running.
+func (l *loader) active() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.on
+}
+
+// dispatch hands a message to its id's worker. At the last message of the
+// load it waits for the workers and reports true.
+func (l *loader) dispatch(m jetstream.Msg) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.on {
+		l.t.apply(m)
+		return false
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return false
+	}
+	if md.Sequence.Stream > l.maxSeq {
+		l.maxSeq = md.Sequence.Stream
+	}
+	_, _, id, _ := ParseSubject(m.Subject())
+	l.queues[maphash.String(loadSeed, id)%uint64(len(l.queues))] <- m
+	if md.NumPending > 0 {
+		return false
+	}
+	l.finish()
+	// Workers may have moved applied out of order: settle it.
+	l.t.rm.advance(l.maxSeq)
+	return true
+}
+
+// stop ends the load early (the start was cancelled).
+func (l *loader) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.finish()
+}
+
+func (l *loader) finish() {
+	if !l.on {
+		return
+	}
+	l.on = false
+	for _, q := range l.queues {
+		close(q)
+	}
+	l.wg.Wait()
+}
+
+var loadSeed = maphash.MakeSeed()
 
 // apply applies one message of the tenant's stream to its read model and
 // returns the number of messages still pending for the consumer.
