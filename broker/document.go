@@ -25,7 +25,9 @@ type DocumentOptions struct {
 	// an entity none of whose members looks like an NGSI-LD attribute (an
 	// object with a type such as "Property", or a value, object,
 	// languageMap, vocab, valueList, objectList or json member) is read as
-	// keyValues, and any other as normalized or concise.
+	// keyValues, and any other as normalized or concise; but if it has no
+	// attribute with an NGSI-LD type and does not read as concise, it is
+	// read as keyValues if it can be.
 	KeyValues bool
 	// ContextFiles serves @context URLs from local files.
 	ContextFiles map[string]string
@@ -110,7 +112,17 @@ func (d *DocumentReader) entity(ctx context.Context, i int, m map[string]any) Do
 			return de
 		}
 	}
-	de.Entity, de.Err = ParseEntity(m, ParseOptions{Names: contextNames{c}, KeyValues: de.KeyValues})
+	o := ParseOptions{Names: contextNames{c}, KeyValues: de.KeyValues}
+	de.Entity, de.Err = ParseEntity(m, o)
+	if de.Err != nil && !d.opts.KeyValues && !de.KeyValues && !hasTypedAttr(m) {
+		// Only members such as {"value": ...} made it look concise, and it
+		// does not read as concise: a keyValues entity whose values are
+		// objects with a "value" member (SDMX dimensions, for one).
+		o.KeyValues = true
+		if e, err := ParseEntity(m, o); err == nil {
+			de.Entity, de.Err, de.KeyValues = e, nil, true
+		}
+	}
 	if de.Err != nil {
 		de.Entity = nil
 	}
@@ -120,17 +132,38 @@ func (d *DocumentReader) entity(ctx context.Context, i int, m map[string]any) Do
 // hasAttrForm reports whether any member of an entity looks like an
 // NGSI-LD attribute in normalized or concise form.
 func hasAttrForm(m map[string]any) bool {
+	return anyAttr(m, looksLikeAttr)
+}
+
+// hasTypedAttr reports whether any member of an entity is an attribute
+// with its NGSI-LD type ("Property", "Relationship"...): the normalized
+// form, which no keyValues value is likely to imitate.
+func hasTypedAttr(m map[string]any) bool {
+	return anyAttr(m, func(a map[string]any) bool {
+		t, ok := a["type"].(string)
+		return ok && attrTypeByName(t) != 0
+	})
+}
+
+// anyAttr reports whether test holds for a member of an entity that is an
+// object, or for every element of a member that is an array of objects.
+func anyAttr(m map[string]any, test func(map[string]any) bool) bool {
 	for k, v := range m {
 		if entityMembers[k] {
 			continue
 		}
 		switch x := v.(type) {
 		case map[string]any:
-			if looksLikeAttr(x) {
+			if test(x) {
 				return true
 			}
 		case []any:
-			if isInstanceArray(x) {
+			all := len(x) > 0
+			for _, el := range x {
+				a, ok := el.(map[string]any)
+				all = all && ok && test(a)
+			}
+			if all {
 				return true
 			}
 		}

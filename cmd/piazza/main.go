@@ -29,6 +29,7 @@ Usage:
 Commands:
   serve     run the broker: embedded NATS, NGSI-LD API on :1026
   ingest    load datasets (CSV, JSON, portals, NGSI-v2) into a running Piazza
+  validate  check NGSI-LD entity files against their Smart Data Models, offline
   version   print the version
 
 Run 'piazza <command> -h' for the flags of a command.
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "ingest":
 		return ingest(args[1:], stdout, stderr)
+	case "validate":
+		return validate(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "piazza %s\n", version)
 		return 0
