@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
 	"github.com/piazza-city/piazza/schemas"
@@ -101,7 +102,7 @@ func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
 
 func (h *Handler) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(h.requestLog, stripSlash)
+	r.Use(h.requestLog, stripSlash, middleware.GetHead)
 	r.NotFound(h.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no resource at %s", r.URL.Path)}
 	}))

@@ -306,6 +306,9 @@ func (h *Handler) readFragment(w http.ResponseWriter, r *http.Request, id string
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(e.Attrs) == 0 && len(e.Types) == 0 && e.Scope == nil {
+		return nil, nil, &broker.Error{Kind: broker.ErrBadRequestData, Entity: id, Detail: "the body holds nothing to change: give at least one attribute, a type or a scope"}
+	}
 	if e.ID != "" && e.ID != id {
 		return nil, nil, &broker.Error{Kind: broker.ErrBadRequestData, Detail: fmt.Sprintf("the body's id %s differs from the entity %s of the path", e.ID, id)}
 	}

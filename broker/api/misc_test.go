@@ -1,0 +1,27 @@
+package api_test
+
+import (
+	"testing"
+
+	"github.com/piazza-city/piazza/broker/api"
+)
+
+func TestHeadAndEmptyUpdates(t *testing.T) {
+	s := newServer(t, api.Options{})
+	if r := s.do(t, "POST", "/ngsi-ld/v1/entities", `{"id":"urn:x:1","type":"T","a":1}`, "Content-Type", "application/json"); r.status != 201 {
+		t.Fatalf("create: %v", r)
+	}
+	if r := s.do(t, "HEAD", "/ngsi-ld/v1/entities/urn:x:1", ""); r.status != 200 || len(r.body) != 0 {
+		t.Fatalf("HEAD: %d %q", r.status, r.body)
+	}
+	for _, m := range []struct{ method, path string }{
+		{"PATCH", "/ngsi-ld/v1/entities/urn:x:1"},
+		{"POST", "/ngsi-ld/v1/entities/urn:x:1/attrs"},
+		{"PATCH", "/ngsi-ld/v1/entities/urn:x:1/attrs"},
+	} {
+		r := s.do(t, m.method, m.path, `{}`, "Content-Type", "application/json")
+		if r.status != 400 {
+			t.Errorf("%s %s with {}: %v", m.method, m.path, r)
+		}
+	}
+}
