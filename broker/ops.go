@@ -47,6 +47,8 @@ type job struct {
 	retry  bool
 	// quarantine holds a state the quarantine policy keeps aside.
 	quarantine *quarantined
+	// del marks a deletion of the whole entity.
+	del bool
 }
 
 func (b *Broker) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -139,6 +141,14 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 		}
 		for _, j := range wave {
 			cur, typ, seq, err := t.current(j.id)
+			if err != nil && j.del {
+				// A state that cannot be read can still be deleted: the
+				// tombstone needs only the id and the types.
+				if r := t.rm.get(j.id); r != nil {
+					cur, typ, seq, err = &Entity{ID: j.id, Types: append([]string(nil), r.types...)}, r.subjType, r.seq, nil
+					b.log.Warn("deleting an unreadable entity", "tenant", t.name, "id", j.id)
+				}
+			}
 			if err != nil {
 				j.out.Err = err
 				continue
@@ -244,12 +254,12 @@ func (b *Broker) retry(ctx context.Context, t *tenant, j *job) {
 }
 
 // one runs a single job and returns its outcome as an error if it failed.
-func (b *Broker) one(ctx context.Context, tenantName string, create bool, id string, step stepFunc) (Outcome, error) {
+func (b *Broker) one(ctx context.Context, tenantName string, create, del bool, id string, step stepFunc) (Outcome, error) {
 	t, err := b.tenant(ctx, tenantName, create)
 	if err != nil {
 		return Outcome{}, err
 	}
-	j := &job{id: id, step: step, out: Outcome{ID: id}}
+	j := &job{id: id, step: step, out: Outcome{ID: id}, del: del}
 	// Writers of one entity in this process take turns, so that they do
 	// not race each other on the stream; other replicas still may.
 	l := &b.idLocks[stripe(id)]
@@ -273,7 +283,7 @@ func notFound(id string) error {
 // Create commits a new entity. It fails with ErrAlreadyExists if the id is
 // live (under any type).
 func (b *Broker) Create(ctx context.Context, tenant string, e *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, true, e.ID, createStep(e))
+	return b.one(ctx, tenant, true, false, e.ID, createStep(e))
 }
 
 func createStep(e *Entity) stepFunc {
@@ -301,7 +311,7 @@ func (b *Broker) Get(ctx context.Context, tenantName, id string) (*Entity, error
 
 // Replace replaces all attributes of an entity (PUT /entities/{id}).
 func (b *Broker) Replace(ctx context.Context, tenant, id string, next *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -311,7 +321,7 @@ func (b *Broker) Replace(ctx context.Context, tenant, id string, next *Entity) (
 
 // Merge merges a fragment into an entity (PATCH /entities/{id}).
 func (b *Broker) Merge(ctx context.Context, tenant, id string, frag *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, mergeStep(id, frag))
+	return b.one(ctx, tenant, false, false, id, mergeStep(id, frag))
 }
 
 func mergeStep(id string, frag *Entity) stepFunc {
@@ -325,7 +335,7 @@ func mergeStep(id string, frag *Entity) stepFunc {
 
 // Append adds attributes (POST /entities/{id}/attrs).
 func (b *Broker) Append(ctx context.Context, tenant, id string, frag *Entity, noOverwrite bool) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, appendStep(id, frag, noOverwrite))
+	return b.one(ctx, tenant, false, false, id, appendStep(id, frag, noOverwrite))
 }
 
 func appendStep(id string, frag *Entity, noOverwrite bool) stepFunc {
@@ -340,7 +350,7 @@ func appendStep(id string, frag *Entity, noOverwrite bool) stepFunc {
 
 // UpdateAttrs overwrites existing attributes (PATCH /entities/{id}/attrs).
 func (b *Broker) UpdateAttrs(ctx context.Context, tenant, id string, frag *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -351,7 +361,7 @@ func (b *Broker) UpdateAttrs(ctx context.Context, tenant, id string, frag *Entit
 
 // PatchAttr merges members into one attribute (PATCH /entities/{id}/attrs/{attr}).
 func (b *Broker) PatchAttr(ctx context.Context, tenant, id, name string, patch *Attribute) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -373,7 +383,7 @@ func (b *Broker) PatchAttr(ctx context.Context, tenant, id, name string, patch *
 
 // ReplaceAttr replaces one attribute instance (PUT /entities/{id}/attrs/{attr}).
 func (b *Broker) ReplaceAttr(ctx context.Context, tenant, id, name string, a *Attribute) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -399,7 +409,7 @@ func attrNotFound(id, name, datasetID string) error {
 
 // DeleteAttr deletes an attribute instance, or all of them with all.
 func (b *Broker) DeleteAttr(ctx context.Context, tenant, id, name, datasetID string, all bool) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, deleteAttrStep(id, name, datasetID, all))
+	return b.one(ctx, tenant, false, false, id, deleteAttrStep(id, name, datasetID, all))
 }
 
 func deleteAttrStep(id, name, datasetID string, all bool) stepFunc {
@@ -432,8 +442,9 @@ func deleteAttrStep(id, name, datasetID string, all bool) stepFunc {
 
 // Delete deletes an entity: a tombstone on its subject.
 func (b *Broker) Delete(ctx context.Context, tenant, id string) (Outcome, error) {
-	return b.one(ctx, tenant, false, id, deleteStep)
+	return b.one(ctx, tenant, false, true, id, deleteStep)
 }
+
 
 func deleteStep(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 	return nil, OpDelete, nil, nil
@@ -482,7 +493,7 @@ func (b *Broker) Batch(ctx context.Context, tenantName string, kind BatchKind, e
 		case BatchDelete:
 			step = deleteStep
 		}
-		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}}
+		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: kind == BatchDelete}
 	}
 	b.run(ctx, t, jobs)
 	out := make([]Outcome, len(jobs))
@@ -546,7 +557,7 @@ func (b *Broker) Purge(ctx context.Context, tenantName string, p PurgeRequest) (
 				return cur, OpUpdate, nil, nil
 			}
 		}
-		jobs = append(jobs, &job{id: e.ID, step: step, out: Outcome{ID: e.ID}})
+		jobs = append(jobs, &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: len(p.Drop) == 0 && len(p.Keep) == 0})
 	}
 	b.run(ctx, t, jobs)
 	out := make([]Outcome, len(jobs))
