@@ -445,7 +445,6 @@ func (b *Broker) Delete(ctx context.Context, tenant, id string) (Outcome, error)
 	return b.one(ctx, tenant, false, true, id, deleteStep)
 }
 
-
 func deleteStep(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 	return nil, OpDelete, nil, nil
 }
