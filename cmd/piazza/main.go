@@ -30,6 +30,7 @@ Commands:
   serve     run the broker: embedded NATS, NGSI-LD API on :1026
   ingest    load datasets (CSV, JSON, portals, NGSI-v2) into a running Piazza
   validate  check NGSI-LD entity files against their Smart Data Models, offline
+  quarantine  list, show, replay or drop the writes a running Piazza kept in quarantine
   version   print the version
 
 Run 'piazza <command> -h' for the flags of a command.
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ingest(args[1:], stdout, stderr)
 	case "validate":
 		return validate(args[1:], os.Stdin, stdout, stderr)
+	case "quarantine":
+		return quarantine(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "piazza %s\n", version)
 		return 0
