@@ -550,3 +550,27 @@ func (g *geoGrid) inBox(minX, minY, maxX, maxY float64, f func(uint32, pt)) int 
 	}
 	return visited
 }
+
+// bytes estimates the memory of the secondary indexes (not the records,
+// nor the id and type maps of the read model).
+func (ix *index) bytes() int {
+	n := 8*cap(ix.slots) + 4*cap(ix.free) + ix.unindexed.bytes()
+	for _, s := range ix.types {
+		n += s.bytes()
+	}
+	for _, ai := range ix.attrs {
+		n += ai.present.bytes() + ai.other.bytes()
+		for _, c := range ai.cols {
+			if c != nil {
+				n += 8*cap(c.keys) + 4*cap(c.slots) + 24*len(c.delta) + c.stale.bytes()
+			}
+		}
+		if g := ai.geo; g != nil {
+			n += 16*cap(g.pts) + g.in.bytes() + 48*len(g.cells)
+			for _, c := range g.cells {
+				n += 4 * cap(c)
+			}
+		}
+	}
+	return n
+}

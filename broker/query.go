@@ -212,14 +212,13 @@ func (rm *readModel) plan(q *Query) (exact, maybe []*record) {
 			drive = i
 		}
 	}
+	typeOK := ix.typeTest(q)
 	keep := func(s uint32, m bool) {
-		r := ix.slots[s]
-		if r == nil || !matchesRecord(r, q) {
-			return
-		}
 		if m && ix.unindexed.has(s) {
-			// No index holds it: check it all on the entity.
-			maybe = append(maybe, r)
+			// No index holds it: check it all, the record then the entity.
+			if r := ix.slots[s]; r != nil && matchesRecord(r, q) {
+				maybe = append(maybe, r)
+			}
 			return
 		}
 		for i := range conds {
@@ -231,6 +230,13 @@ func (rm *readModel) plan(q *Query) (exact, maybe []*record) {
 				return
 			}
 			m = m || mb
+		}
+		if typeOK != nil && !typeOK(s) {
+			return
+		}
+		r := ix.slots[s]
+		if r == nil || q.IDPattern != nil && !q.IDPattern.MatchString(r.id) {
+			return
 		}
 		if m || verifyAll {
 			maybe = append(maybe, r)
@@ -256,6 +262,36 @@ func (rm *readModel) plan(q *Query) (exact, maybe []*record) {
 		return true
 	})
 	return exact, maybe
+}
+
+// typeTest returns a check of the query's types on the type sets (no
+// record is read), or nil when the query names no type.
+func (ix *index) typeTest(q *Query) func(uint32) bool {
+	sel := q.TypeSel
+	if sel.All() {
+		sel = nil
+	}
+	if len(q.Types) == 0 && sel == nil {
+		return nil
+	}
+	var sets []*slotSet
+	for _, t := range q.Types {
+		if ts := ix.types[t]; ts != nil {
+			sets = append(sets, ts)
+		}
+	}
+	var cur uint32
+	has := func(t string) bool { return ix.types[t].has(cur) }
+	return func(s uint32) bool {
+		if len(q.Types) > 0 && !slices.ContainsFunc(sets, func(ts *slotSet) bool { return ts.has(s) }) {
+			return false
+		}
+		if sel != nil {
+			cur = s
+			return sel.root.eval(has)
+		}
+		return true
+	}
 }
 
 // qCovered reports whether the conjuncts of q are all of q: a single term
@@ -286,6 +322,7 @@ func (rm *readModel) idsCond(ids []string) cond {
 	ix := rm.ix
 	return cond{
 		est: len(set),
+		// ids are few: read the records.
 		gen: func(f func(uint32, bool)) {
 			for id := range set {
 				if r := rm.byID[id]; r != nil {
