@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +72,9 @@ type Mapping struct {
 	refs     []*fieldRef // every field the mapping reads, for CheckHeader
 	// passthrough: records already are NGSI-LD entities (see passthrough.go)
 	passthrough bool
+	// redact holds the normalized names of the fields removed from every
+	// record before anything else (see redact.go)
+	redact map[string]bool
 }
 
 type lookupTable struct {
@@ -86,6 +90,7 @@ type skipRule struct {
 }
 
 type entityTmpl struct {
+	when       []skipRule // make the entity only for records matching them all
 	typ        string
 	id         *template
 	observedAt *expr
@@ -158,6 +163,8 @@ type expr struct {
 	hasDef   bool
 	required bool
 	dynamic  bool
+	scale    *expr // multiplies a number (unit conversions)
+	scaleInt bool  // as: integer with a scale: whole after scaling
 }
 
 // ParseMapping compiles a mapping document (YAML). Unknown keys, unknown
@@ -209,21 +216,27 @@ func (m *Mapping) Types() []string {
 // Skip reports whether a skip rule of the mapping matches rec.
 func (m *Mapping) Skip(rec *Record) (bool, error) {
 	for i := range m.skip {
-		r := &m.skip[i]
-		v, col, found := r.ref.lookupIn(rec)
-		if !found && rec.Header != nil && rec.Header.tabular {
-			return false, recordError(rec, -1, fmt.Errorf("skip rule: %w: %q", ErrMissingColumn, r.ref.name))
+		if ok, err := m.skip[i].match(rec, "skip rule"); ok || err != nil {
+			return ok, err
 		}
-		_ = col
-		s := strings.TrimSpace(valueString(v))
-		switch {
-		case r.empty && s == "":
-			return true, nil
-		case r.equals != nil && slices.Contains(r.equals, s):
-			return true, nil
-		case r.re != nil && r.re.MatchString(s):
-			return true, nil
-		}
+	}
+	return false, nil
+}
+
+// match reports whether the rule matches rec.
+func (r *skipRule) match(rec *Record, what string) (bool, error) {
+	v, _, found := r.ref.lookupIn(rec)
+	if !found && rec.Header != nil && rec.Header.tabular {
+		return false, recordError(rec, -1, fmt.Errorf("%s: %w: %q", what, ErrMissingColumn, r.ref.name))
+	}
+	s := strings.TrimSpace(valueString(v))
+	switch {
+	case r.empty && s == "":
+		return true, nil
+	case r.equals != nil && slices.Contains(r.equals, s):
+		return true, nil
+	case r.re != nil && r.re.MatchString(s):
+		return true, nil
 	}
 	return false, nil
 }
@@ -298,6 +311,11 @@ func (m *Mapping) Map(rec *Record) ([]Entity, error) {
 	ec := evalCtx{m: m, rec: rec, valCol: -1}
 	var out []Entity
 	for _, t := range m.entities {
+		if ok, err := t.applies(rec); err != nil {
+			return nil, err
+		} else if !ok {
+			continue
+		}
 		if t.unpivot == nil {
 			ec.column, ec.value, ec.valCol = "", nil, -1
 			e, err := t.build(&ec)
@@ -324,6 +342,17 @@ func (m *Mapping) Map(rec *Record) ([]Entity, error) {
 		}
 	}
 	return out, nil
+}
+
+// applies reports whether every when rule of t matches rec.
+func (t *entityTmpl) applies(rec *Record) (bool, error) {
+	for i := range t.when {
+		ok, err := t.when[i].match(rec, "when")
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func (t *entityTmpl) build(ec *evalCtx) (Entity, error) {
@@ -525,7 +554,37 @@ func (e *expr) eval(ec *evalCtx) (any, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if e.scale != nil {
+		if out, err = e.applyScale(out, ec); err != nil {
+			return nil, false, err
+		}
+	}
 	return out, true, nil
+}
+
+// applyScale multiplies a converted number by the scale's value, rounded to
+// 12 significant digits so that 1,234 kt becomes 1234 t, not 1233.9999999.
+func (e *expr) applyScale(v any, ec *evalCtx) (any, error) {
+	x, ok := toFloat(v)
+	if !ok {
+		return nil, fmt.Errorf("%w: scale applies to numbers, got %T", ErrInvalidValue, v)
+	}
+	sv, ok, err := e.scale.eval(ec)
+	if err != nil {
+		return nil, fmt.Errorf("scale: %w", err)
+	}
+	f, isNum := toFloat(sv)
+	if !ok || !isNum {
+		return nil, fmt.Errorf("%w: scale is not a number: %v", ErrInvalidValue, sv)
+	}
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(x*f, 'g', 12, 64), 64)
+	if e.scaleInt {
+		if r != math.Trunc(r) || math.Abs(r) > 1<<53 {
+			return nil, fmt.Errorf("%w: %v scaled by %v is %v, not a whole number", ErrInvalidNumber, x, f, r)
+		}
+		return int64(r), nil
+	}
+	return r, nil
 }
 
 func (e *expr) emptyResult() (any, bool, error) {

@@ -484,6 +484,7 @@ type recRef struct {
 
 // Emit implements Emitter.
 func (r *runner) Emit(rec Record) error {
+	r.cfg.Mapping.Redact(&rec)
 	r.sum.Read++
 	r.offset = rec.Offset
 	if r.sum.Read%int64(r.opts.ProgressEvery) == 0 {
@@ -553,6 +554,7 @@ func (r *runner) Emit(rec Record) error {
 
 // Reject implements Emitter.
 func (r *runner) Reject(rec Record, err error) error {
+	r.cfg.Mapping.Redact(&rec)
 	r.sum.Read++
 	r.offset = rec.Offset
 	return r.reject(&rec, err, "")

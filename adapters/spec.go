@@ -27,6 +27,7 @@ type mappingSpec struct {
 	Attributes  map[string]*attrSpec      `yaml:"attributes"`
 	Entities    []*entitySpec             `yaml:"entities"`
 	Passthrough bool                      `yaml:"passthrough"`
+	Redact      []string                  `yaml:"redact"`
 	line        int
 }
 
@@ -46,6 +47,7 @@ func (s *mappingSpec) UnmarshalYAML(n *yaml.Node) error {
 }
 
 type entitySpec struct {
+	When       []*skipSpec          `yaml:"when"`
 	Type       string               `yaml:"type"`
 	ID         string               `yaml:"id"`
 	ObservedAt *exprSpec            `yaml:"observedAt"`
@@ -111,6 +113,7 @@ type exprSpec struct {
 	Lookup   string               `yaml:"lookup"`
 	Default  any                  `yaml:"default"`
 	Required bool                 `yaml:"required"`
+	Scale    *exprSpec            `yaml:"scale"`
 	line     int
 }
 
@@ -143,6 +146,7 @@ type attrSpec struct {
 	Lookup     string               `yaml:"lookup"`
 	Default    any                  `yaml:"default"`
 	Required   bool                 `yaml:"required"`
+	Scale      *exprSpec            `yaml:"scale"`
 	UnitCode   string               `yaml:"unitCode"`
 	ObservedAt *exprSpec            `yaml:"observedAt"`
 	Point      *pointSpec           `yaml:"point"`
@@ -168,7 +172,7 @@ func (s *attrSpec) UnmarshalYAML(n *yaml.Node) error {
 
 func (s *attrSpec) expr() *exprSpec {
 	return &exprSpec{From: s.From, Template: s.Template, Value: s.Value, Object: s.Object, Items: s.Items,
-		As: s.As, Lookup: s.Lookup, Default: s.Default, Required: s.Required, line: s.line}
+		As: s.As, Lookup: s.Lookup, Default: s.Default, Required: s.Required, Scale: s.Scale, line: s.line}
 }
 
 type pointSpec struct {
@@ -182,6 +186,33 @@ func (s *pointSpec) UnmarshalYAML(n *yaml.Node) error {
 	}
 	type plain pointSpec
 	return n.Decode((*plain)(s))
+}
+
+// compileRule compiles a skip rule or an entity's when condition.
+func (m *Mapping) compileRule(s *skipSpec, what string) (skipRule, error) {
+	if s == nil || strings.TrimSpace(s.Column) == "" {
+		return skipRule{}, fmt.Errorf("%s: column is required", what)
+	}
+	r := skipRule{ref: newFieldRef(s.Column), empty: s.Empty, equals: s.Equals}
+	n := 0
+	if s.Empty {
+		n++
+	}
+	if s.Equals != nil {
+		n++
+	}
+	if s.Matches != "" {
+		n++
+		var err error
+		if r.re, err = regexp.Compile(s.Matches); err != nil {
+			return r, fmt.Errorf("line %d: %s: matches: %v", s.line, what, err)
+		}
+	}
+	if n != 1 {
+		return r, fmt.Errorf("line %d: %s: give exactly one of empty, equals, matches", s.line, what)
+	}
+	m.refs = append(m.refs, r.ref)
+	return r, nil
 }
 
 var attrNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -243,28 +274,20 @@ func compileMapping(spec *mappingSpec) (*Mapping, error) {
 		m.lookups[name] = &lookupTable{name: name, values: tbl}
 	}
 	for i, s := range spec.Skip {
-		if s == nil || strings.TrimSpace(s.Column) == "" {
-			return nil, bad("skip rule %d: column is required", i+1)
-		}
-		r := skipRule{ref: newFieldRef(s.Column), empty: s.Empty, equals: s.Equals}
-		n := 0
-		if s.Empty {
-			n++
-		}
-		if s.Equals != nil {
-			n++
-		}
-		if s.Matches != "" {
-			n++
-			if r.re, err = regexp.Compile(s.Matches); err != nil {
-				return nil, bad("line %d: skip rule %d: matches: %v", s.line, i+1, err)
-			}
-		}
-		if n != 1 {
-			return nil, bad("line %d: skip rule %d: give exactly one of empty, equals, matches", s.line, i+1)
+		r, err := m.compileRule(s, fmt.Sprintf("skip rule %d", i+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidMapping, err)
 		}
 		m.skip = append(m.skip, r)
-		m.refs = append(m.refs, r.ref)
+	}
+	for i, name := range spec.Redact {
+		if strings.TrimSpace(name) == "" {
+			return nil, bad("redact[%d]: empty field name", i)
+		}
+		if m.redact == nil {
+			m.redact = map[string]bool{}
+		}
+		m.redact[NormalizeName(name)] = true
 	}
 	specs := spec.Entities
 	inline := spec.Type != "" || spec.ID != "" || spec.Attributes != nil || spec.Unpivot != nil || spec.ObservedAt != nil
@@ -311,6 +334,13 @@ func (m *Mapping) compileEntity(es *entitySpec) (*entityTmpl, error) {
 	}
 	t := &entityTmpl{typ: es.Type}
 	var err error
+	for i, ws := range es.When {
+		w, err := m.compileRule(ws, fmt.Sprintf("when[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		t.when = append(t.when, w)
+	}
 	if t.id, err = compileTemplate(es.ID, true, m.lookups); err != nil {
 		return nil, fmt.Errorf("id: %v", err)
 	}
@@ -551,6 +581,25 @@ func (m *Mapping) compileExpr(s *exprSpec, defConv int) (*expr, error) {
 		return e, nil
 	}
 	e.conv = conv
+	if s.Scale != nil {
+		if conv != convNumber && conv != convInteger {
+			return nil, fmt.Errorf("scale needs as: number (or integer)")
+		}
+		sc, err := m.compileExpr(s.Scale, convNumber)
+		if err != nil {
+			return nil, fmt.Errorf("scale: %v", err)
+		}
+		if sc.kind != exprConst {
+			sc.conv = convNumber
+		} else if _, ok := toFloat(sc.constVal); !ok {
+			return nil, fmt.Errorf("scale: %v is not a number", sc.constVal)
+		}
+		e.scale = sc
+		if conv == convInteger {
+			// read as a number, scale, then require a whole number
+			e.conv, e.scaleInt = convNumber, true
+		}
+	}
 	if s.Lookup != "" {
 		if e.lookup = m.lookups[s.Lookup]; e.lookup == nil {
 			return nil, fmt.Errorf("lookup: no table %q under lookups", s.Lookup)

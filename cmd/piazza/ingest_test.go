@@ -492,3 +492,65 @@ func TestIngestFromOrion(t *testing.T) {
 		t.Errorf("second run: %+v", p)
 	}
 }
+
+// TestIngestOpen311KeepsPersonalDataOut ingests Open311 service requests
+// carrying names, e-mail addresses, phone numbers and device ids into a
+// real Piazza: none of them reaches the broker (entities read back, with
+// their history) nor the reject file.
+func TestIngestOpen311KeepsPersonalDataOut(t *testing.T) {
+	base := startNodeInProcess(t)
+	file := "../../adapters/testdata/open311/requests.json"
+	rejects := filepath.Join(t.TempDir(), "scarti.jsonl")
+	code, res, errs := runIngestJSON(t, "--preset", "open311_service_requests", "--file", file, "--url", base, "--reject-file", rejects)
+	if p := res.Pipelines[0]; code != exitRejected || p.Written != 3 || p.Rejected != 1 {
+		t.Fatalf("exit %d: %+v\n%s", code, p, errs)
+	}
+	var stored bytes.Buffer
+	for _, path := range []string{
+		"/ngsi-ld/v1/entities?type=service_requests&limit=100",
+		"/ngsi-ld/v1/temporal/entities?type=service_requests&limit=100",
+	} {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			stored.Write(body)
+		} else if strings.HasPrefix(path, "/ngsi-ld/v1/entities") { // temporal may not exist yet
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if !strings.Contains(stored.String(), "Marciapiede sconnesso") {
+		t.Fatalf("the requests did not land: %s", stored.String())
+	}
+	rej, err := os.ReadFile(rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(file)
+	var reqs []map[string]any
+	if err := json.Unmarshal(raw, &reqs); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, r := range reqs {
+		for _, k := range []string{"first_name", "last_name", "email", "phone", "device_id", "account_id"} {
+			v, ok := r[k]
+			if !ok {
+				continue
+			}
+			checked++
+			s := fmt.Sprint(v)
+			if strings.Contains(stored.String(), s) || strings.Contains(string(rej), s) {
+				t.Errorf("personal data %s=%q reached the broker or the reject file", k, s)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("only %d personal values checked", checked)
+	}
+}
