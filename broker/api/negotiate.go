@@ -29,6 +29,11 @@ type names struct{ c *jsonld.Context }
 func (n names) Canon(term string) string {
 	core := jsonld.Core()
 	if n.c == core || n.c.IsCoreOnly() {
+		if plainTerm(term) {
+			// Under the core context a plain term is its own canonical
+			// name (a core term, or a term of the default vocabulary).
+			return term
+		}
 		return core.Compact(core.Expand(term))
 	}
 	return core.Compact(n.c.Expand(term))
@@ -37,6 +42,9 @@ func (n names) Canon(term string) string {
 func (n names) Term(name string) string {
 	core := jsonld.Core()
 	if n.c == core || n.c.IsCoreOnly() {
+		if plainTerm(name) {
+			return name
+		}
 		return core.Compact(core.Expand(name))
 	}
 	return n.c.Compact(core.Expand(name))
@@ -197,4 +205,10 @@ func queryParams(r *http.Request) url.Values {
 		v[key] = append(v[key], value)
 	}
 	return v
+}
+
+// plainTerm reports whether s is a term that is neither an IRI, a compact
+// IRI nor a keyword: it has no ':' and does not start with '@'.
+func plainTerm(s string) bool {
+	return s != "" && s[0] != '@' && !strings.Contains(s, ":")
 }
