@@ -215,11 +215,11 @@ func (s *HTTPSink) Deliver(ctx context.Context, batch []Entity) (DeliveryResult,
 			e["@context"] = CoreContext
 		}
 	}
-	err := s.deliver(ctx, batch, &res)
+	err := s.deliver(ctx, batch, &res, 0)
 	return res, err
 }
 
-func (s *HTTPSink) deliver(ctx context.Context, batch []Entity, res *DeliveryResult) error {
+func (s *HTTPSink) deliver(ctx context.Context, batch []Entity, res *DeliveryResult, round int) error {
 	body, err := appendJSON(s.buf[:0], batch)
 	if err != nil {
 		return fmt.Errorf("%w: encoding the batch: %v", ErrInvalidEntity, err)
@@ -255,23 +255,59 @@ func (s *HTTPSink) deliver(ctx context.Context, batch []Entity, res *DeliveryRes
 		unchanged = min(unchanged, len(r.Success))
 		res.Unchanged += unchanged
 		res.Written += len(r.Success) - unchanged
+		var again []Entity // entities the broker could not store for now
 		for _, e := range r.Errors {
-			res.Rejected = append(res.Rejected, Rejection{ID: e.EntityID, Problem: parseProblem(e.Error, http.StatusBadRequest)})
+			p := parseProblem(e.Error, http.StatusBadRequest)
+			if p.Status >= 500 || p.Status == http.StatusTooManyRequests {
+				for _, ent := range batch {
+					if ent.ID() == e.EntityID {
+						again = append(again, ent)
+						break
+					}
+				}
+				continue
+			}
+			res.Rejected = append(res.Rejected, Rejection{ID: e.EntityID, Problem: p})
+		}
+		if len(again) > 0 {
+			return s.retryLater(ctx, again, res, r.Errors[0].Error, round)
 		}
 		return nil
 	case (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity) && len(batch) > 1:
 		half := len(batch) / 2
 		s.log.Debug("splitting a refused batch", "status", status, "size", len(batch))
-		if err := s.deliver(ctx, batch[:half], res); err != nil {
+		if err := s.deliver(ctx, batch[:half], res, round); err != nil {
 			return err
 		}
-		return s.deliver(ctx, batch[half:], res)
+		return s.deliver(ctx, batch[half:], res, round)
 	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity:
 		res.Rejected = append(res.Rejected, Rejection{ID: batch[0].ID(), Problem: parseProblem(respBody, status)})
 		return nil
 	}
 	p := parseProblem(respBody, status)
 	return fmt.Errorf("%w: %s answered %s", ErrBatchRefused, s.endpoint, p)
+}
+
+// retryLater delivers again, after a backoff, the entities of a 207 answer
+// that failed with a server error (the broker's log was unavailable for
+// them): they are not the data's fault. round counts these rounds; after
+// MaxRetries of them it gives up with ErrBrokerUnavailable.
+func (s *HTTPSink) retryLater(ctx context.Context, again []Entity, res *DeliveryResult, problem json.RawMessage, round int) error {
+	if round >= max(s.cfg.MaxRetries, 0) {
+		return fmt.Errorf("%w: %d entities still failing after %d attempts: %s", ErrBrokerUnavailable,
+			len(again), round+1, parseProblem(problem, http.StatusServiceUnavailable))
+	}
+	delay := time.Duration(s.cfg.Backoff) << min(round, 20)
+	wait := min(delay/2+rand.N(delay/2+1), time.Duration(s.cfg.MaxBackoff))
+	s.log.Warn("broker failed entities of a batch, retrying them", "entities", len(again), "attempt", round+1, "wait", wait)
+	t := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	case <-t.C:
+	}
+	return s.deliver(ctx, again, res, round+1)
 }
 
 // post sends one request, retrying what a retry can fix.

@@ -280,3 +280,68 @@ func TestSinkConfigNoRetryKept(t *testing.T) {
 		t.Errorf("MaxRetries after defaults twice = %d, want -1 (no retry)", got)
 	}
 }
+
+// TestDeliverRetriesServerErrorsIn207: entities a 207 answer failed with a
+// 5xx (the broker's log unavailable) are sent again, not rejected; those
+// failed with a 4xx are rejected; a broker that keeps failing stops the run.
+func TestDeliverRetriesServerErrorsIn207(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	failing := 1 // rounds in which entity b fails with a 503
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		fail := failing > 0 && strings.Contains(string(b), "urn:x:b")
+		if fail {
+			failing--
+		}
+		mu.Unlock()
+		if !strings.Contains(string(b), "urn:x:a") { // the retry carries b alone
+			if fail {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusMultiStatus)
+				_, _ = w.Write([]byte(`{"success":[],"errors":[{"entityId":"urn:x:b","error":{"type":"https://uri.etsi.org/ngsi-ld/errors/InternalError","title":"Service unavailable","status":503}}]}`))
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusMultiStatus)
+		errB := `{"entityId":"urn:x:b","error":{"type":"https://uri.etsi.org/ngsi-ld/errors/InternalError","title":"Service unavailable","status":503}}`
+		if !fail {
+			errB = ""
+		}
+		sep := ""
+		if errB != "" {
+			sep = ","
+		}
+		_, _ = w.Write([]byte(`{"success":["urn:x:a"],"errors":[{"entityId":"urn:x:c","error":{"type":"https://uri.etsi.org/ngsi-ld/errors/BadRequestData","title":"bad","status":400}}` + sep + errB + `]}`))
+	}))
+	defer srv.Close()
+	batch := func() []adapters.Entity {
+		return []adapters.Entity{{"id": "urn:x:a", "type": "T"}, {"id": "urn:x:b", "type": "T"}, {"id": "urn:x:c", "type": "T"}}
+	}
+	s, err := adapters.NewHTTPSink(adapters.SinkConfig{URL: srv.URL, Backoff: adapters.Duration(time.Millisecond), MaxRetries: 3}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Deliver(context.Background(), batch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	n := len(bodies)
+	mu.Unlock()
+	if res.Written != 2 || len(res.Rejected) != 1 || res.Rejected[0].ID != "urn:x:c" || n != 2 {
+		t.Errorf("result %+v after %d requests; want a and b written, c rejected, 2 requests", res, n)
+	}
+	mu.Lock()
+	failing = 100
+	mu.Unlock()
+	_, err = s.Deliver(context.Background(), batch())
+	if !errors.Is(err, adapters.ErrBrokerUnavailable) || !strings.Contains(err.Error(), "Service unavailable") {
+		t.Errorf("a broker that keeps failing: %v", err)
+	}
+}
