@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -25,6 +24,11 @@ type view struct {
 	geoProp  string // canonical name of the GeoProperty for GeoJSON output
 	// inCollection leaves the @context to the enclosing FeatureCollection.
 	inCollection bool
+	// proj trims and reshapes entities (pick, omit, datasetId, lang, join;
+	// query_projection.go); nil when none is asked.
+	proj *projection
+	// linked are the entities a join may show, by id.
+	linked map[string]*broker.Entity
 }
 
 func badParam(format string, args ...any) error {
@@ -100,7 +104,13 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 		}
 	}
 	if g := q.Get("geometryProperty"); g != "" {
+		if v.media != mediaGeoJSON {
+			return v, badParam("geometryProperty needs Accept: application/geo+json")
+		}
 		v.geoProp = n.Canon(g)
+	}
+	if v.proj, err = parseProjection(q, n, v.attrs != nil); err != nil {
+		return v, err
 	}
 	return v, nil
 }
@@ -115,6 +125,13 @@ func (v view) renderOptions() broker.RenderOptions {
 
 // appendEntity writes one entity in the view's representation.
 func (v view) appendEntity(dst []byte, e *broker.Entity) []byte {
+	if v.proj != nil {
+		sel, picked := v.proj.sel()
+		if b := v.proj.render(v, e, sel, picked, 0); b != nil {
+			return append(dst, b...)
+		}
+		return append(dst, "{}"...)
+	}
 	o := v.renderOptions()
 	if v.media != mediaGeoJSON {
 		return broker.AppendEntity(dst, e, o)
@@ -552,145 +569,6 @@ func (h *Handler) deleteAttr(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// selection reads the entity selection of a query or purge: type, id,
-// idPattern, attrs.
-func selection(r *http.Request, c *jsonld.Context) (broker.Query, error) {
-	q := queryParams(r)
-	n := names{c}
-	var sel broker.Query
-	if ts := q.Get("type"); ts != "" {
-		tsel, err := broker.ParseTypeSelection(ts, n)
-		if err != nil {
-			return sel, err
-		}
-		sel.TypeSel = tsel
-	}
-	for _, id := range splitList(q.Get("id")) {
-		if !broker.ValidURI(id) {
-			return sel, badParam("id: %q is not a URI", id)
-		}
-		sel.IDs = append(sel.IDs, id)
-	}
-	if p := q.Get("idPattern"); p != "" {
-		if len(p) > 1024 {
-			return sel, badParam("idPattern: longer than 1024 characters")
-		}
-		re, err := regexp.Compile(p)
-		if err != nil {
-			return sel, badParam("idPattern: %v", err)
-		}
-		sel.IDPattern = re
-	}
-	for _, a := range splitList(q.Get("attrs")) {
-		sel.Attrs = append(sel.Attrs, n.Canon(a))
-	}
-	if s := q.Get("q"); s != "" {
-		qe, err := broker.ParseQ(s, n)
-		if err != nil {
-			return sel, err
-		}
-		sel.Q = qe
-	}
-	if rel := q.Get("georel"); rel != "" || q.Get("geometry") != "" || q.Get("coordinates") != "" {
-		g, err := broker.ParseGeoQuery(rel, q.Get("geometry"), q.Get("coordinates"), q.Get("geoproperty"), n)
-		if err != nil {
-			return sel, err
-		}
-		sel.Geo = g
-	}
-	if s := q.Get("scopeQ"); s != "" {
-		sq, err := broker.ParseScopeQ(s)
-		if err != nil {
-			return sel, err
-		}
-		sel.Scope = sq
-	}
-	return sel, nil
-}
-
-// selective reports whether a query names at least one condition, as
-// NGSI-LD asks of a query (or local=true, which asks for everything here).
-func selective(r *http.Request, sel broker.Query) bool {
-	return sel.TypeSel != nil || len(sel.IDs) > 0 || sel.IDPattern != nil || len(sel.Attrs) > 0 ||
-		sel.Q != nil || sel.Geo != nil || sel.Scope != nil || queryParams(r).Get("local") == "true"
-}
-
-const defaultLimit = 20
-
-func (h *Handler) queryEntities(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	c, err := h.linkContext(r.Context(), r)
-	if err != nil {
-		return err
-	}
-	v, err := h.parseView(r, c, true)
-	if err != nil {
-		return err
-	}
-	sel, err := selection(r, c)
-	if err != nil {
-		return err
-	}
-	if !selective(r, sel) {
-		return badParam("a query needs at least one of type, id, idPattern, attrs, q, georel or scopeQ (or local=true)")
-	}
-	q := queryParams(r)
-	sel.Limit = defaultLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return badParam("limit: %q is not a non-negative integer", s)
-		}
-		if n > h.b.MaxResults() {
-			return &broker.Error{Kind: broker.ErrTooManyResults, Detail: fmt.Sprintf("limit %d is over the maximum of %d", n, h.b.MaxResults())}
-		}
-		if n == 0 && !v.count {
-			return badParam("limit=0 is only allowed with count=true")
-		}
-		sel.Limit = n
-	}
-	if s := q.Get("offset"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return badParam("offset: %q is not a non-negative integer", s)
-		}
-		sel.Offset = n
-	}
-	res, err := h.b.Query(r.Context(), tenant, sel)
-	if err != nil {
-		return err
-	}
-	if v.count {
-		w.Header().Set("NGSILD-Results-Count", strconv.Itoa(res.Total))
-	}
-	v.header(w)
-	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, 0, 1024*(len(res.Entities)+1))
-	if v.media == mediaGeoJSON {
-		buf = append(buf, `{"type":"FeatureCollection","features":`...)
-		v.inCollection = true
-	}
-	buf = append(buf, '[')
-	for i, e := range res.Entities {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = v.appendEntity(buf, e)
-	}
-	buf = append(buf, ']')
-	if v.media == mediaGeoJSON {
-		ctx, _ := json.Marshal(contextValue(v.ctx))
-		buf = append(buf, `,"@context":`...)
-		buf = append(buf, ctx...)
-		buf = append(buf, '}')
-	}
-	_, _ = w.Write(buf)
 	return nil
 }
 

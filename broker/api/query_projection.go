@@ -1,0 +1,411 @@
+package api
+
+import (
+	"encoding/json"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/piazza-city/piazza/broker"
+)
+
+// projection is how a response trims and reshapes entities beyond attrs
+// and the format: pick/omit (GS CIM 009 clause 4.21), datasetId (the
+// instances to show), lang (clause 4.15: a LanguageProperty in one
+// language) and linked-entity retrieval (join, joinLevel; clause 4.5.23).
+type projection struct {
+	pick, omit *memberSel
+	datasets   map[string]bool // "" is the default instance (@none)
+	lang       []string        // nil: none asked; ["*"]: every language
+	join       string          // "", "flat" or "inline"
+	joinLevel  int
+}
+
+// memberSel is a pick or omit selection: entity members (id, type, scope,
+// canonical attribute names), each with the selection to apply to the
+// entities it links to ("locatedAt{name}").
+type memberSel struct {
+	names map[string]*memberSel
+	order []string
+}
+
+// maxJoinLevel bounds joinLevel and the nesting of pick/omit.
+const maxJoinLevel = 10
+
+func (s *memberSel) has(name string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.names[name]
+	return ok
+}
+
+func (s *memberSel) depth() int {
+	if s == nil {
+		return 0
+	}
+	d := 0
+	for _, k := range s.names {
+		if k != nil {
+			d = max(d, 1+k.depth())
+		}
+	}
+	return d
+}
+
+// parseMemberSel parses a pick or omit value: a comma-separated list of
+// members, each optionally followed by {a nested list} for the entities it
+// links to.
+func parseMemberSel(param, s string, n names) (*memberSel, error) {
+	p := &selParser{param: param, s: s, n: n}
+	sel, err := p.list(0)
+	if err != nil {
+		return nil, err
+	}
+	if p.pos < len(s) {
+		return nil, badParam("%s: unexpected %q at position %d", param, s[p.pos], p.pos+1)
+	}
+	return sel, nil
+}
+
+type selParser struct {
+	param string
+	s     string
+	pos   int
+	n     names
+}
+
+func (p *selParser) list(depth int) (*memberSel, error) {
+	if depth > maxJoinLevel {
+		return nil, badParam("%s: nested deeper than %d levels", p.param, maxJoinLevel)
+	}
+	sel := &memberSel{names: map[string]*memberSel{}}
+	for {
+		start := p.pos
+		for p.pos < len(p.s) && !strings.ContainsRune(",{}", rune(p.s[p.pos])) {
+			p.pos++
+		}
+		name := p.s[start:p.pos]
+		if name == "" {
+			return nil, badParam("%s: a member name is missing at position %d", p.param, start+1)
+		}
+		if strings.ContainsAny(name, " \t<>\"'=;()\\[]") {
+			return nil, badParam("%s: %q is not a member name", p.param, name)
+		}
+		canon := name
+		if name != "id" && name != "type" && name != "scope" {
+			canon = p.n.Canon(name)
+		}
+		var sub *memberSel
+		if p.pos < len(p.s) && p.s[p.pos] == '{' {
+			p.pos++
+			var err error
+			if sub, err = p.list(depth + 1); err != nil {
+				return nil, err
+			}
+			if p.pos >= len(p.s) || p.s[p.pos] != '}' {
+				return nil, badParam("%s: '{' after %s is not closed", p.param, name)
+			}
+			p.pos++
+		}
+		if _, dup := sel.names[canon]; !dup {
+			sel.order = append(sel.order, canon)
+		}
+		sel.names[canon] = sub
+		if p.pos >= len(p.s) || p.s[p.pos] == '}' {
+			return sel, nil
+		}
+		if p.s[p.pos] != ',' {
+			return nil, badParam("%s: unexpected %q at position %d", p.param, p.s[p.pos], p.pos+1)
+		}
+		p.pos++
+	}
+}
+
+// parseProjection reads pick, omit, datasetId, lang, join and joinLevel.
+// hasAttrs says whether attrs was given (pick and omit exclude it).
+func parseProjection(q url.Values, n names, hasAttrs bool) (*projection, error) {
+	var p projection
+	var err error
+	pick, omit := q.Get("pick"), q.Get("omit")
+	if _, ok := q["pick"]; ok {
+		if p.pick, err = parseMemberSel("pick", pick, n); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := q["omit"]; ok {
+		if p.omit, err = parseMemberSel("omit", omit, n); err != nil {
+			return nil, err
+		}
+	}
+	if p.pick != nil && p.omit != nil {
+		return nil, badParam("pick and omit cannot be combined")
+	}
+	if (p.pick != nil || p.omit != nil) && hasAttrs {
+		return nil, badParam("pick and omit cannot be combined with attrs (pick replaces it)")
+	}
+	if ds, ok := q["datasetId"]; ok {
+		p.datasets = map[string]bool{}
+		for _, d := range splitList(strings.Join(ds, ",")) {
+			if d == "@none" {
+				p.datasets[""] = true
+				continue
+			}
+			if !broker.ValidURI(d) {
+				return nil, badParam("datasetId: %q is not a URI (or @none)", d)
+			}
+			p.datasets[d] = true
+		}
+		if len(p.datasets) == 0 {
+			return nil, badParam("datasetId: empty")
+		}
+	}
+	if l := q.Get("lang"); l != "" {
+		for _, t := range splitList(l) {
+			t, _, _ = strings.Cut(t, ";") // a q-value, as in Accept-Language
+			if t = strings.TrimSpace(t); t == "" || strings.ContainsAny(t, " {}\"<>") {
+				return nil, badParam("lang: %q is not a language tag", t)
+			}
+			p.lang = append(p.lang, t)
+		}
+		if slices.Contains(p.lang, "*") {
+			p.lang = nil // every language: the LanguageProperty as it is
+		}
+	}
+	switch j := q.Get("join"); j {
+	case "":
+	case "flat", "inline":
+		p.join = j
+		p.joinLevel = 1
+	default:
+		return nil, badParam("join: %q is not flat or inline", j)
+	}
+	if s := q.Get("joinLevel"); s != "" {
+		lv, err := strconv.Atoi(s)
+		if err != nil || lv < 1 || lv > maxJoinLevel {
+			return nil, badParam("joinLevel: %q is not an integer from 1 to %d", s, maxJoinLevel)
+		}
+		if p.join != "" {
+			p.joinLevel = lv
+		}
+	}
+	if d := max(p.pick.depth(), p.omit.depth()); d > 0 {
+		if p.join == "" {
+			return nil, badParam("pick/omit select members of linked entities: that needs join=flat or join=inline")
+		}
+		if d > p.joinLevel {
+			return nil, badParam("pick/omit are nested %d levels, deeper than joinLevel %d", d, p.joinLevel)
+		}
+	}
+	if p.pick == nil && p.omit == nil && p.datasets == nil && p.lang == nil && p.join == "" {
+		return nil, nil
+	}
+	return &p, nil
+}
+
+// entity returns e trimmed by the selection and the instances asked for,
+// with each LanguageProperty in the language asked for (a Property whose
+// value is a string; post notes its language). e is not modified.
+func (p *projection) entity(e *broker.Entity, sel *memberSel, picked bool) (*broker.Entity, map[string]string) {
+	c := *e
+	c.Attrs = make(map[string]broker.Instances, len(e.Attrs))
+	var langs map[string]string
+	for name, is := range e.Attrs {
+		if picked && !sel.has(name) || !picked && sel != nil && sel.has(name) && sel.names[name] == nil {
+			continue
+		}
+		var out broker.Instances
+		for _, a := range is {
+			if p.datasets != nil && !p.datasets[a.DatasetID] {
+				continue
+			}
+			if a.Type == broker.LanguageProperty && p.lang != nil {
+				if s, tag, ok := pickLang(a.Value, p.lang); ok {
+					na := *a
+					na.Type, na.Value = broker.Property, s
+					a = &na
+					if langs == nil {
+						langs = map[string]string{}
+					}
+					langs[name] = tag
+				}
+			}
+			out = append(out, a)
+		}
+		if len(out) > 0 {
+			c.Attrs[name] = out
+		}
+	}
+	if picked && !sel.has("scope") || !picked && sel != nil && sel.has("scope") {
+		c.Scope = nil
+	}
+	return &c, langs
+}
+
+// pickLang chooses the string of a language map for the languages asked
+// for: the first that is there, else the default (@none), else the first
+// language in order.
+func pickLang(v any, want []string) (string, string, bool) {
+	lm, _ := v.(map[string]any)
+	if len(lm) == 0 {
+		return "", "", false
+	}
+	str := func(x any) (string, bool) {
+		switch s := x.(type) {
+		case string:
+			return s, true
+		case []any:
+			if len(s) > 0 {
+				t, ok := s[0].(string)
+				return t, ok
+			}
+		}
+		return "", false
+	}
+	for _, l := range want {
+		if s, ok := str(lm[l]); ok {
+			return s, l, true
+		}
+	}
+	if s, ok := str(lm["@none"]); ok {
+		return s, "@none", true
+	}
+	keys := make([]string, 0, len(lm))
+	for k := range lm {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s, ok := str(lm[keys[0]])
+	return s, keys[0], ok
+}
+
+// render writes one entity with the projection: it renders the trimmed
+// entity, then, when the JSON itself must change (id or type left out,
+// the lang member, linked entities inline), edits it. It returns nil when
+// nothing of the entity is left to show.
+func (p *projection) render(v view, e *broker.Entity, sel *memberSel, picked bool, level int) []byte {
+	te, langs := p.entity(e, sel, picked)
+	w := v
+	w.proj = nil
+	out := w.appendEntity(nil, te)
+	dropID := picked && !sel.has("id") || !picked && sel.has("id")
+	dropType := picked && !sel.has("type") || !picked && sel.has("type")
+	inline := p.join == "inline" && level < p.joinLevel
+	if !dropID && !dropType && len(langs) == 0 && !inline {
+		return out
+	}
+	mv, err := broker.DecodeJSON(out)
+	m, _ := mv.(map[string]any)
+	if err != nil || m == nil {
+		return out
+	}
+	props := m
+	if v.media == mediaGeoJSON {
+		if pm, ok := m["properties"].(map[string]any); ok {
+			props = pm
+		}
+	}
+	if dropID {
+		delete(m, "id")
+	}
+	if dropType {
+		delete(props, "type")
+	}
+	nm := names{v.ctx}
+	if v.format != broker.Simplified {
+		for name, tag := range langs {
+			if am, ok := props[nm.Term(name)].(map[string]any); ok {
+				am["lang"] = tag
+			}
+		}
+	}
+	if inline {
+		for name, is := range te.Attrs {
+			var sub *memberSel
+			if sel != nil {
+				sub = sel.names[name]
+			}
+			for _, a := range is {
+				if a.Type != broker.Relationship {
+					continue
+				}
+				id, _ := a.Value.(string)
+				le := v.linked[id]
+				if le == nil {
+					continue
+				}
+				lw := v
+				lw.inCollection = true
+				lb := p.render(lw, le, sub, sub != nil && picked, level+1)
+				var lv any
+				if lb != nil {
+					lv, _ = broker.DecodeJSON(lb)
+				}
+				key := nm.Term(name)
+				if v.format == broker.Simplified {
+					if lv != nil {
+						props[key] = lv
+					}
+				} else if am, ok := props[key].(map[string]any); ok && lv != nil {
+					am["entity"] = lv
+				}
+			}
+		}
+	}
+	empty := true
+	for k := range m {
+		if k != "@context" {
+			empty = false
+		}
+	}
+	if empty {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return out
+	}
+	return b
+}
+
+// linkedIDs returns the ids that the relationships of e name.
+func linkedIDs(e *broker.Entity) []string {
+	var ids []string
+	for _, is := range e.Attrs {
+		for _, a := range is {
+			switch a.Type {
+			case broker.Relationship:
+				switch o := a.Value.(type) {
+				case string:
+					ids = append(ids, o)
+				case []any:
+					for _, x := range o {
+						if s, ok := x.(string); ok {
+							ids = append(ids, s)
+						}
+					}
+				}
+			case broker.ListRelationship:
+				arr, _ := a.Value.([]any)
+				for _, x := range arr {
+					if m, ok := x.(map[string]any); ok {
+						if s, ok := m["object"].(string); ok {
+							ids = append(ids, s)
+						}
+					}
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// sel returns the top-level selection and whether it is a pick.
+func (p *projection) sel() (*memberSel, bool) {
+	if p.pick != nil {
+		return p.pick, true
+	}
+	return p.omit, false
+}
