@@ -75,14 +75,21 @@ type Mapping struct {
 	// redact holds the normalized names of the fields removed from every
 	// record before anything else (see redact.go)
 	redact map[string]bool
+	// tableSpecs are the data tables the mapping looks values up in;
+	// tables holds them once loaded (see tables.go)
+	tableSpecs map[string]*tableSpec
+	tables     map[string]*dataTable
 }
 
 type lookupTable struct {
 	name   string
 	values map[string]any
+	// for a data table: the table's name and the normalized field
+	table, field string
 }
 
 type skipRule struct {
+	lookup *lookupTable // compare the looked-up value, not the column's
 	ref    *fieldRef
 	empty  bool
 	equals []string
@@ -216,7 +223,7 @@ func (m *Mapping) Types() []string {
 // Skip reports whether a skip rule of the mapping matches rec.
 func (m *Mapping) Skip(rec *Record) (bool, error) {
 	for i := range m.skip {
-		if ok, err := m.skip[i].match(rec, "skip rule"); ok || err != nil {
+		if ok, err := m.skip[i].match(m, rec, "skip rule"); ok || err != nil {
 			return ok, err
 		}
 	}
@@ -224,12 +231,16 @@ func (m *Mapping) Skip(rec *Record) (bool, error) {
 }
 
 // match reports whether the rule matches rec.
-func (r *skipRule) match(rec *Record, what string) (bool, error) {
+func (r *skipRule) match(m *Mapping, rec *Record, what string) (bool, error) {
 	v, _, found := r.ref.lookupIn(rec)
 	if !found && rec.Header != nil && rec.Header.tabular {
 		return false, recordError(rec, -1, fmt.Errorf("%s: %w: %q", what, ErrMissingColumn, r.ref.name))
 	}
 	s := strings.TrimSpace(valueString(v))
+	if r.lookup != nil && s != "" {
+		lv, _ := r.lookup.get(m, s) // a miss compares as empty
+		s = strings.TrimSpace(valueString(lv))
+	}
 	switch {
 	case r.empty && s == "":
 		return true, nil
@@ -311,7 +322,7 @@ func (m *Mapping) Map(rec *Record) ([]Entity, error) {
 	ec := evalCtx{m: m, rec: rec, valCol: -1}
 	var out []Entity
 	for _, t := range m.entities {
-		if ok, err := t.applies(rec); err != nil {
+		if ok, err := t.applies(m, rec); err != nil {
 			return nil, err
 		} else if !ok {
 			continue
@@ -345,9 +356,9 @@ func (m *Mapping) Map(rec *Record) ([]Entity, error) {
 }
 
 // applies reports whether every when rule of t matches rec.
-func (t *entityTmpl) applies(rec *Record) (bool, error) {
+func (t *entityTmpl) applies(m *Mapping, rec *Record) (bool, error) {
 	for i := range t.when {
-		ok, err := t.when[i].match(rec, "when")
+		ok, err := t.when[i].match(m, rec, "when")
 		if err != nil || !ok {
 			return false, err
 		}
@@ -541,7 +552,7 @@ func (e *expr) eval(ec *evalCtx) (any, bool, error) {
 	}
 	if e.lookup != nil {
 		key := strings.TrimSpace(valueString(v))
-		lv, ok := e.lookup.values[key]
+		lv, ok := e.lookup.get(ec.m, key)
 		if !ok {
 			if e.hasDef {
 				return e.def, true, nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,8 @@ type PipelineConfig struct {
 	Rejects string
 	// AllowRejects makes Run return no error when records were rejected.
 	AllowRejects bool
+	// Tables replaces the sources of the mapping's data tables, by name.
+	Tables map[string]SourceConfig
 }
 
 type pipelinesFile struct {
@@ -57,12 +60,13 @@ func (f *pipelinesFile) UnmarshalYAML(n *yaml.Node) error {
 }
 
 type pipelineSpec struct {
-	Name         string        `yaml:"name"`
-	Source       *SourceConfig `yaml:"source"`
-	Mapping      yaml.Node     `yaml:"mapping"`
-	Sink         *SinkConfig   `yaml:"sink"`
-	Rejects      string        `yaml:"rejects"`
-	AllowRejects bool          `yaml:"allowRejects"`
+	Name         string                   `yaml:"name"`
+	Source       *SourceConfig            `yaml:"source"`
+	Mapping      yaml.Node                `yaml:"mapping"`
+	Sink         *SinkConfig              `yaml:"sink"`
+	Rejects      string                   `yaml:"rejects"`
+	AllowRejects bool                     `yaml:"allowRejects"`
+	Tables       map[string]*SourceConfig `yaml:"tables"`
 	line         int
 }
 
@@ -139,6 +143,20 @@ func LoadPipelines(file string) ([]PipelineConfig, error) {
 			return nil, fmt.Errorf("%s: mapping: %w", where, err)
 		}
 		cfg.Mapping, cfg.MappingName = preset.Mapping, preset.Name
+		for name, tc := range ps.Tables {
+			if tc == nil {
+				return nil, fmt.Errorf("%w: %s: tables: %s is empty", ErrInvalidConfig, where, name)
+			}
+			if !slices.Contains(cfg.Mapping.TableNames(), name) {
+				return nil, fmt.Errorf("%w: %s: tables: the mapping has no table %q (tables: %s)", ErrInvalidConfig, where, name, strings.Join(cfg.Mapping.TableNames(), ", "))
+			}
+			t := *tc
+			t.Dir = dir
+			if cfg.Tables == nil {
+				cfg.Tables = map[string]SourceConfig{}
+			}
+			cfg.Tables[name] = t
+		}
 		cfg.Source = preset.Source.merged(src)
 		if cfg.Source.Kind == "" {
 			return nil, fmt.Errorf("%w: %s: source: kind is required (%s)", ErrInvalidConfig, where, strings.Join(Kinds(), ", "))
@@ -216,6 +234,7 @@ func resolveMapping(n *yaml.Node, dir string) (Preset, error) {
 		if err != nil {
 			return Preset{}, err
 		}
+		m.setTableDir(dir)
 		return Preset{Name: "inline", Mapping: m, Types: m.Types()}, nil
 	}
 	return Preset{}, fmt.Errorf("%w: line %d: must be a preset name, a file or a mapping", ErrInvalidMapping, n.Line)
@@ -411,6 +430,13 @@ func Run(ctx context.Context, cfg PipelineConfig, opts Options) (Summary, error)
 		batchSize = DefaultBatchSize
 	}
 	r.batchSize = batchSize
+	if len(cfg.Mapping.TableNames()) > 0 {
+		m, err := cfg.Mapping.WithTables(ctx, cfg.Tables, logger.With("component", "adapters.tables", "pipeline", cfg.Name))
+		if err != nil {
+			return r.sum, err
+		}
+		r.cfg.Mapping = m
+	}
 	srcCfg := cfg.Source
 	if srcCfg.Logger == nil {
 		srcCfg.Logger = logger.With("component", "adapters.source", "pipeline", cfg.Name, "kind", srcCfg.Kind)

@@ -154,5 +154,6 @@ func LoadMappingFile(file string) (Preset, error) {
 		return p, err
 	}
 	p.Source.Dir = filepath.Dir(file)
+	p.Mapping.setTableDir(p.Source.Dir)
 	return p, nil
 }

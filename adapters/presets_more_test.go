@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,12 +257,17 @@ func TestNewPresetExamples(t *testing.T) {
 	files := map[string]string{
 		"inemar_emissioni_comunali": filepath.Join("testdata", "inemar", "inemar_emissioni_comunali_mantova_2021.csv"),
 		"open311_service_requests":  filepath.Join("testdata", "open311", "requests.json"),
+		"arpa_lombardia_aria":       filepath.Join("testdata", "arpa_lombardia", "sensori_aria.json"),
 	}
 	for name, file := range files {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := adapters.PresetPipeline(name, file, adapters.SinkConfig{})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if name == "arpa_lombardia_aria" {
+				tbl, _ := adapters.SourceFor(filepath.Join("testdata", "arpa_lombardia", "stazioni.json"))
+				cfg.Tables = map[string]adapters.SourceConfig{"sensori": tbl}
 			}
 			cfg.AllowRejects = true
 			sum, err := adapters.Run(context.Background(), cfg, adapters.Options{DryRun: true, SampleSize: 1})
@@ -270,5 +277,98 @@ func TestNewPresetExamples(t *testing.T) {
 			got, _ := json.MarshalIndent(sum.Sample[0], "", "  ")
 			golden(t, filepath.Join("testdata", "presets", name+".example.json"), append(got, '\n'))
 		})
+	}
+}
+
+// TestARPALombardiaPreset joins the measurement feed with the sensor
+// registry, here served over HTTP as the portal does.
+func TestARPALombardiaPreset(t *testing.T) {
+	reg, err := os.ReadFile(filepath.Join("testdata", "arpa_lombardia", "stazioni.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json;charset=utf-8")
+		_, _ = w.Write(reg)
+	}))
+	defer srv.Close()
+	cfg, err := adapters.PresetPipeline("arpa_lombardia_aria", filepath.Join("testdata", "arpa_lombardia", "sensori_aria.json"), adapters.SinkConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := adapters.SourceFor(srv.URL + "/resource/ib47-atvt.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tables = map[string]adapters.SourceConfig{"sensori": tbl}
+	sink := &memSink{byID: map[string]adapters.Entity{}}
+	sum, err := adapters.Run(context.Background(), cfg, adapters.Options{Sink: sink, Validate: registryValidator(t)})
+	if err != nil {
+		t.Fatalf("%v %+v", err, sum.Errors)
+	}
+	// 8 measurements: one -9999 skipped, ammonia and an unknown sensor make
+	// no entity, five AirQualityObserved.
+	if sum.Read != 8 || sum.Skipped != 1 || sum.Mapped != 5 || len(sink.byID) != 5 {
+		t.Fatalf("summary %+v, %d entities", sum, len(sink.byID))
+	}
+	for id, want := range map[string]map[string]any{
+		"urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5504": {"no2": 41.7, "name": "Mantova v.Ariosto", "dateObserved": "2024-01-10T10:00:00+01:00"},
+		"urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5507": {"pm10": 52.0},
+		"urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5512": {"pm25": 38.4, "name": "Mantova S.Agnese"},
+		"urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5515": {"o3": 142.3, "dateObserved": "2024-07-10T15:00:00+02:00"},
+		"urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5520": {"co": 0.9},
+	} {
+		got := kv(t, sink, id)
+		for k, w := range want {
+			if fmt.Sprint(got[k]) != fmt.Sprint(w) {
+				t.Errorf("%s: %s = %v, want %v", id, k, got[k], w)
+			}
+		}
+		if loc := fmt.Sprint(got["location"]); !strings.Contains(loc, "Point") {
+			t.Errorf("%s: location %v", id, loc)
+		}
+	}
+	if u := sink.byID["urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5520"]["co"].(map[string]any)["unitCode"]; u != "GP" {
+		t.Errorf("CO unitCode %v, want GP (mg/m³)", u)
+	}
+}
+
+func TestTableErrors(t *testing.T) {
+	file := filepath.Join("testdata", "arpa_lombardia", "sensori_aria.json")
+	cfg, err := adapters.PresetPipeline("arpa_lombardia_aria", file, adapters.SinkConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		tables map[string]string
+		want   string
+	}{
+		{"unknown table", map[string]string{"stazioni": "x.csv"}, `no such table`},
+		{"missing file", map[string]string{"sensori": "/nonexistent/stazioni.json"}, "no such file"},
+		{"no key column", map[string]string{"sensori": filepath.Join("testdata", "anpr", "anpr_certificati_export_excerpt_2021-11_2021-12.csv")}, `"idsensore"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg
+			c.Tables = map[string]adapters.SourceConfig{}
+			for n, p := range tt.tables {
+				sc, err := adapters.SourceFor(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Tables[n] = sc
+			}
+			_, err := adapters.Run(context.Background(), c, adapters.Options{DryRun: true})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := adapters.ParseMapping([]byte("tables: {t: {source: {kind: csv, path: x.csv}}}\ntype: A\nid: 'urn:a:{{x}}'\nattributes:\n  v: {from: x, lookup: t.y}\n")); err == nil {
+		t.Error("a table without key accepted")
+	}
+	if _, err := adapters.ParseMapping([]byte("type: A\nid: 'urn:a:{{x}}'\nattributes:\n  v: {from: x, lookup: t.y}\n")); err == nil {
+		t.Error("a lookup in an undeclared table accepted")
 	}
 }

@@ -28,6 +28,7 @@ type mappingSpec struct {
 	Entities    []*entitySpec             `yaml:"entities"`
 	Passthrough bool                      `yaml:"passthrough"`
 	Redact      []string                  `yaml:"redact"`
+	Tables      map[string]*tableSpec     `yaml:"tables"`
 	line        int
 }
 
@@ -83,6 +84,7 @@ func (s *unpivotSpec) UnmarshalYAML(n *yaml.Node) error {
 
 type skipSpec struct {
 	Column  string   `yaml:"column"`
+	Lookup  string   `yaml:"lookup"`
 	Empty   bool     `yaml:"empty"`
 	Equals  []string `yaml:"equals"`
 	Matches string   `yaml:"matches"`
@@ -194,6 +196,11 @@ func (m *Mapping) compileRule(s *skipSpec, what string) (skipRule, error) {
 		return skipRule{}, fmt.Errorf("%s: column is required", what)
 	}
 	r := skipRule{ref: newFieldRef(s.Column), empty: s.Empty, equals: s.Equals}
+	if s.Lookup != "" {
+		if r.lookup = m.lookupFor(s.Lookup); r.lookup == nil {
+			return r, fmt.Errorf("line %d: %s: lookup: no table %q", s.line, what, s.Lookup)
+		}
+	}
 	n := 0
 	if s.Empty {
 		n++
@@ -280,6 +287,18 @@ func compileMapping(spec *mappingSpec) (*Mapping, error) {
 		}
 		m.skip = append(m.skip, r)
 	}
+	for name, ts := range spec.Tables {
+		if ts == nil || strings.TrimSpace(ts.Key) == "" {
+			return nil, bad("tables: table %q: key (the column records are looked up by) is required", name)
+		}
+		if strings.Contains(name, ".") || m.lookups[name] != nil {
+			return nil, bad("tables: table %q: a name without dots, not also under lookups", name)
+		}
+		if m.tableSpecs == nil {
+			m.tableSpecs = map[string]*tableSpec{}
+		}
+		m.tableSpecs[name] = ts
+	}
 	for i, name := range spec.Redact {
 		if strings.TrimSpace(name) == "" {
 			return nil, bad("redact[%d]: empty field name", i)
@@ -341,7 +360,7 @@ func (m *Mapping) compileEntity(es *entitySpec) (*entityTmpl, error) {
 		}
 		t.when = append(t.when, w)
 	}
-	if t.id, err = compileTemplate(es.ID, true, m.lookups); err != nil {
+	if t.id, err = compileTemplate(es.ID, true, m.lookupFor); err != nil {
 		return nil, fmt.Errorf("id: %v", err)
 	}
 	if t.id.refs == 0 && es.Unpivot == nil {
@@ -510,7 +529,7 @@ func (m *Mapping) compileExpr(s *exprSpec, defConv int) (*expr, error) {
 	}
 	if s.Template != "" {
 		n++
-		t, err := compileTemplate(s.Template, false, m.lookups)
+		t, err := compileTemplate(s.Template, false, m.lookupFor)
 		if err != nil {
 			return nil, err
 		}
@@ -601,7 +620,7 @@ func (m *Mapping) compileExpr(s *exprSpec, defConv int) (*expr, error) {
 		}
 	}
 	if s.Lookup != "" {
-		if e.lookup = m.lookups[s.Lookup]; e.lookup == nil {
+		if e.lookup = m.lookupFor(s.Lookup); e.lookup == nil {
 			return nil, fmt.Errorf("lookup: no table %q under lookups", s.Lookup)
 		}
 	}

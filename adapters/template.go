@@ -124,7 +124,7 @@ type template struct {
 }
 
 // compileTemplate parses src. escape percent-encodes substituted values (ids).
-func compileTemplate(src string, escape bool, lookups map[string]*lookupTable) (*template, error) {
+func compileTemplate(src string, escape bool, lookups func(string) *lookupTable) (*template, error) {
 	t := &template{src: src, escape: escape}
 	rest := src
 	for rest != "" {
@@ -175,7 +175,7 @@ func compileTemplate(src string, escape bool, lookups map[string]*lookupTable) (
 				}
 				f.n = n
 			case filterLookup:
-				f.table = lookups[arg]
+				f.table = lookups(arg)
 				if f.table == nil {
 					return nil, fmt.Errorf("template %q: filter lookup:%s names no table under lookups", src, arg)
 				}
@@ -270,7 +270,7 @@ func applyFilter(f filter, s string, ec *evalCtx) (string, error) {
 		}
 		return s, nil
 	case filterLookup:
-		v, ok := f.table.values[s]
+		v, ok := f.table.get(ec.m, s)
 		if !ok {
 			return "", fmt.Errorf("%w %q: %q", ErrLookupMiss, f.table.name, s)
 		}

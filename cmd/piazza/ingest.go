@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,7 @@ Examples:
   piazza ingest --preset ngsiv2 --source http://orion:1026 --tenant mantova
   piazza ingest --config pipelines.yaml --url http://piazza:1026 --json > summary.json
   piazza ingest --preset anpr_certificati --file certificati.csv --reject-file scarti.csv --allow-rejects
+  piazza ingest --preset arpa_lombardia_aria --file sensori_aria.json --table sensori=stazioni.json
 
 Exit status: 0 all records written or unchanged; 1 a pipeline could not complete; 2 bad usage or
 config; 3 records were rejected (0 with --allow-rejects).
@@ -66,6 +68,24 @@ type ingestFlags struct {
 	allowRejects, validate       bool
 	progress, logLevel           string
 	sample                       int
+	tables                       tableFlags
+}
+
+// tableFlags collects --table NAME=PATH|URL.
+type tableFlags map[string]string
+
+func (t *tableFlags) String() string { return fmt.Sprint(map[string]string(*t)) }
+
+func (t *tableFlags) Set(v string) error {
+	name, src, ok := strings.Cut(v, "=")
+	if !ok || name == "" || src == "" {
+		return fmt.Errorf("want NAME=PATH or NAME=URL")
+	}
+	if *t == nil {
+		*t = tableFlags{}
+	}
+	(*t)[name] = src
+	return nil
 }
 
 func ingest(args []string, stdout, stderr io.Writer) int {
@@ -88,6 +108,7 @@ func ingest(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.progress, "progress", "auto", "auto (a bar on a terminal, log lines otherwise), bar, log or none")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error (rejected records are logged at warn)")
 	fs.IntVar(&f.sample, "sample", 3, "entities shown by --dry-run")
+	fs.Var(&f.tables, "table", "NAME=PATH|URL: read the mapping's data table NAME from this file or URL (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), ingestUsage)
 		fs.PrintDefaults()
@@ -254,6 +275,21 @@ func (f *ingestFlags) pipelines(set map[string]bool) ([]adapters.PipelineConfig,
 		}
 		p.Rejects, p.AllowRejects = f.rejectFile, f.allowRejects
 		out = append(out, p)
+	}
+	for name, src := range f.tables {
+		cfg, err := adapters.SourceFor(src)
+		if err != nil {
+			return nil, fmt.Errorf("--table %s: %w", name, err)
+		}
+		for i := range out {
+			if !slices.Contains(out[i].Mapping.TableNames(), name) {
+				return nil, fmt.Errorf("--table %s: pipeline %s has no table %q (tables: %s)", name, out[i].Name, name, strings.Join(out[i].Mapping.TableNames(), ", "))
+			}
+			if out[i].Tables == nil {
+				out[i].Tables = map[string]adapters.SourceConfig{}
+			}
+			out[i].Tables[name] = cfg
+		}
 	}
 	return out, nil
 }

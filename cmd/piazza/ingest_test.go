@@ -554,3 +554,23 @@ func TestIngestOpen311KeepsPersonalDataOut(t *testing.T) {
 		t.Fatalf("only %d personal values checked", checked)
 	}
 }
+
+// TestIngestAirQualityWithTable joins ARPA Lombardia measurements with the
+// sensor registry (--table) and writes AirQualityObserved into Piazza.
+func TestIngestAirQualityWithTable(t *testing.T) {
+	base := startNodeInProcess(t)
+	dir := "../../adapters/testdata/arpa_lombardia/"
+	code, res, errs := runIngestJSON(t, "--preset", "arpa_lombardia_aria", "--file", dir+"sensori_aria.json",
+		"--table", "sensori="+dir+"stazioni.json", "--url", base)
+	if p := res.Pipelines[0]; code != 0 || p.Written != 5 || p.Skipped != 1 {
+		t.Fatalf("exit %d: %+v\n%s", code, p, errs)
+	}
+	kv, status := getEntity(t, base, "", "urn:ngsi-ld:AirQualityObserved:arpa-lombardia:5507")
+	if status != http.StatusOK || fmt.Sprint(kv["pm10"]) != "52" || !strings.Contains(fmt.Sprint(kv["location"]), "10.781") {
+		t.Errorf("read back: %d %v", status, kv)
+	}
+	code, _, errs = runIngest(t, "--preset", "arpa_lombardia_aria", "--file", dir+"sensori_aria.json", "--table", "stazioni="+dir+"stazioni.json")
+	if code != exitUsage || !strings.Contains(errs, `has no table "stazioni"`) {
+		t.Errorf("unknown table: exit %d, %s", code, errs)
+	}
+}
