@@ -28,6 +28,33 @@ type Query struct {
 	Offset int
 	// OrderBy orders the matches (then by id); empty means by id.
 	OrderBy []OrderKey
+	// Entities, if any, select entities that match one of them (the
+	// entities member of a Query body, clause 5.2.23).
+	Entities []EntitySelector
+}
+
+// EntitySelector selects entities by id, id pattern and type; the fields
+// given must all hold.
+type EntitySelector struct {
+	ID        string
+	IDPattern *regexp.Regexp
+	Types     *TypeSelection
+}
+
+func (es *EntitySelector) match(r *record) bool {
+	return (es.ID == "" || es.ID == r.id) && (es.IDPattern == nil || es.IDPattern.MatchString(r.id)) && es.Types.Match(r.types)
+}
+
+func matchSelectors(r *record, sels []EntitySelector) bool {
+	if len(sels) == 0 {
+		return true
+	}
+	for i := range sels {
+		if sels[i].match(r) {
+			return true
+		}
+	}
+	return false
 }
 
 // OrderKey is one key of an ordering (GS CIM 009 clause 4.23): "id",
@@ -130,6 +157,9 @@ func matchesRecord(r *record, q *Query) bool {
 	if len(q.IDs) > 0 && !slices.Contains(q.IDs, r.id) {
 		return false
 	}
+	if !matchSelectors(r, q.Entities) {
+		return false
+	}
 	return q.IDPattern == nil || q.IDPattern.MatchString(r.id)
 }
 
@@ -191,6 +221,23 @@ func (rm *readModel) plan(q *Query) (exact, maybe []*record) {
 	if len(q.Attrs) > 0 {
 		conds = append(conds, ix.anyAttrCond(q.Attrs))
 	}
+	if len(q.Entities) > 0 {
+		// A superset of the selectors' matches; each is checked on the record.
+		allIDs, allTypes := true, true
+		var ids, types []string
+		for _, es := range q.Entities {
+			allIDs = allIDs && es.ID != ""
+			allTypes = allTypes && !es.Types.All()
+			ids = append(ids, es.ID)
+			types = append(types, es.Types.AnyOf()...)
+		}
+		switch {
+		case allIDs:
+			conds = append(conds, rm.idsCond(ids))
+		case allTypes:
+			conds = append(conds, ix.typesCond(types))
+		}
+	}
 	if q.Q != nil {
 		if !qCovered(q.Q) {
 			verifyAll = true
@@ -235,7 +282,7 @@ func (rm *readModel) plan(q *Query) (exact, maybe []*record) {
 			return
 		}
 		r := ix.slots[s]
-		if r == nil || q.IDPattern != nil && !q.IDPattern.MatchString(r.id) {
+		if r == nil || q.IDPattern != nil && !q.IDPattern.MatchString(r.id) || !matchSelectors(r, q.Entities) {
 			return
 		}
 		if m || verifyAll {

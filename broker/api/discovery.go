@@ -135,7 +135,7 @@ func (h *Handler) getType(w http.ResponseWriter, r *http.Request) error {
 		for _, a := range t.Attrs {
 			attrs = append(attrs, map[string]any{"id": iri(a.Name), "type": "Attribute", "attributeName": n.Term(a.Name), "attributeTypes": kindNames(a.Kinds)})
 		}
-			return writeDiscovery(w, r, c, map[string]any{"id": iri(t.Type), "type": "EntityTypeInfo", "typeName": n.Term(t.Type), "entityCount": t.Count, "attributeDetails": attrs})
+		return writeDiscovery(w, r, c, map[string]any{"id": iri(t.Type), "type": "EntityTypeInfo", "typeName": n.Term(t.Type), "entityCount": t.Count, "attributeDetails": attrs})
 	}
 	return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no entity of type %s", raw)}
 }
@@ -191,7 +191,7 @@ func (h *Handler) getAttribute(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, a := range attrs {
 		if a.Name == name {
-					return writeDiscovery(w, r, c, attrBody(a, names{c}))
+			return writeDiscovery(w, r, c, attrBody(a, names{c}))
 		}
 	}
 	return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no entity has the attribute %s", chiParam(r, "attr"))}

@@ -114,7 +114,7 @@ func parseOrderBy(s string, n names) ([]broker.OrderKey, error) {
 // selective reports whether a query names at least one condition, as
 // NGSI-LD asks of a query (or local=true, which asks for everything here).
 func selective(r *http.Request, sel broker.Query) bool {
-	return sel.TypeSel != nil || len(sel.Types) > 0 || len(sel.IDs) > 0 || sel.IDPattern != nil || len(sel.Attrs) > 0 ||
+	return sel.TypeSel != nil || len(sel.Types) > 0 || len(sel.Entities) > 0 || len(sel.IDs) > 0 || sel.IDPattern != nil || len(sel.Attrs) > 0 ||
 		sel.Q != nil || sel.Geo != nil || sel.Scope != nil || queryParams(r).Get("local") == "true"
 }
 
@@ -188,8 +188,8 @@ func (h *Handler) answerQuery(w http.ResponseWriter, r *http.Request, tenant str
 			}
 		}
 	}
-	pagingLinks(w, r, sel, res.Total, v.media)
 	v.header(w)
+	pagingLinks(w, r, sel, res.Total, v.media)
 	w.WriteHeader(http.StatusOK)
 	buf := make([]byte, 0, 1024*(len(ents)+1))
 	if v.media == mediaGeoJSON {
@@ -324,7 +324,7 @@ func (h *Handler) queryPost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	params, geo, err := queryBody(m)
+	params, geo, sels, err := queryBody(m)
 	if err != nil {
 		return err
 	}
@@ -352,6 +352,26 @@ func (h *Handler) queryPost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	for _, es := range sels {
+		var bs broker.EntitySelector
+		if id := es["id"]; id != "" {
+			if !broker.ValidURI(id) {
+				return badParam("entities: id %q is not a URI", id)
+			}
+			bs.ID = id
+		}
+		if p := es["idPattern"]; p != "" {
+			if bs.IDPattern, err = broker.CompileRegexp("idPattern", p); err != nil {
+				return err
+			}
+		}
+		if t := es["type"]; t != "" {
+			if bs.Types, err = broker.ParseTypeSelection(t, n); err != nil {
+				return err
+			}
+		}
+		sel.Entities = append(sel.Entities, bs)
+	}
 	if geo != nil {
 		g, err := broker.ParseGeoQueryJSON(str(geo["georel"]), str(geo["geometry"]), geo["coordinates"], str(geo["geoproperty"]), n)
 		if err != nil {
@@ -367,10 +387,10 @@ func str(v any) string { s, _ := v.(string); return s }
 // queryBody turns a Query object into the parameters of GET /entities, and
 // its geoQ. entities[] become id, idPattern and type: several selectors
 // select the union of their ids, patterns and types.
-func queryBody(m map[string]any) (url.Values, map[string]any, error) {
+func queryBody(m map[string]any) (url.Values, map[string]any, []map[string]string, error) {
 	p := url.Values{}
 	if t, ok := m["type"]; ok && t != "Query" {
-		return nil, nil, badParam(`the body's type must be "Query"`)
+		return nil, nil, nil, badParam(`the body's type must be "Query"`)
 	}
 	strMember := func(k string) error {
 		v, ok := m[k]
@@ -386,13 +406,13 @@ func queryBody(m map[string]any) (url.Values, map[string]any, error) {
 	}
 	for _, k := range []string{"q", "scopeQ", "lang", "join", "datasetId"} {
 		if err := strMember(k); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if jl, ok := m["joinLevel"]; ok {
 		n, isNum := jl.(json.Number)
 		if !isNum {
-			return nil, nil, badParam("joinLevel: must be a number")
+			return nil, nil, nil, badParam("joinLevel: must be a number")
 		}
 		p.Set("joinLevel", n.String())
 	}
@@ -427,57 +447,48 @@ func queryBody(m map[string]any) (url.Values, map[string]any, error) {
 	}
 	for _, k := range []string{"attrs", "pick", "omit"} {
 		if err := list(k); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
+	var sels []map[string]string
 	if ev, ok := m["entities"]; ok {
 		arr, isArr := ev.([]any)
 		if !isArr || len(arr) == 0 {
-			return nil, nil, badParam("entities: must be a non-empty array of entity selectors")
+			return nil, nil, nil, badParam("entities: must be a non-empty array of entity selectors")
 		}
-		var ids, types, patterns []string
 		for _, el := range arr {
 			es, ok := el.(map[string]any)
 			if !ok {
-				return nil, nil, badParam("entities: every element must be an object {id, idPattern, type}")
+				return nil, nil, nil, badParam("entities: every element must be an object {id, idPattern, type}")
 			}
-			for k, dst := range map[string]*[]string{"id": &ids, "type": &types, "idPattern": &patterns} {
+			sel := map[string]string{}
+			for _, k := range []string{"id", "type", "idPattern"} {
 				if x, ok := es[k]; ok {
 					s, isStr := x.(string)
 					if !isStr || s == "" {
-						return nil, nil, badParam("entities: %s must be a non-empty string", k)
+						return nil, nil, nil, badParam("entities: %s must be a non-empty string", k)
 					}
-					*dst = append(*dst, s)
+					sel[k] = s
 				}
 			}
-		}
-		if len(ids) > 0 {
-			p.Set("id", strings.Join(ids, ","))
-		}
-		if len(types) > 0 {
-			p.Set("type", strings.Join(types, ","))
-		}
-		if len(patterns) == 1 {
-			p.Set("idPattern", patterns[0])
-		} else if len(patterns) > 1 {
-			p.Set("idPattern", "(?:"+strings.Join(patterns, ")|(?:")+")")
+			sels = append(sels, sel)
 		}
 	}
 	var geo map[string]any
 	if g, ok := m["geoQ"]; ok {
 		if geo, ok = g.(map[string]any); !ok {
-			return nil, nil, badParam("geoQ: must be an object {geometry, coordinates, georel, geoproperty}")
+			return nil, nil, nil, badParam("geoQ: must be an object {geometry, coordinates, georel, geoproperty}")
 		}
 		for _, k := range []string{"geometry", "georel", "geoproperty"} {
 			if x, ok := geo[k]; ok {
 				if _, isStr := x.(string); !isStr {
-					return nil, nil, badParam("geoQ.%s: must be a string", k)
+					return nil, nil, nil, badParam("geoQ.%s: must be a string", k)
 				}
 			}
 		}
 	}
-	if len(p) == 0 && geo == nil {
-		return nil, nil, badParam("the query needs at least one of entities, attrs, q, geoQ or scopeQ")
+	if len(p) == 0 && geo == nil && len(sels) == 0 {
+		return nil, nil, nil, badParam("the query needs at least one of entities, attrs, q, geoQ or scopeQ")
 	}
-	return p, geo, nil
+	return p, geo, sels, nil
 }

@@ -337,7 +337,7 @@ func (p *projection) render(v view, e *broker.Entity, sel *memberSel, picked boo
 					continue
 				}
 				lw := v
-				lw.inCollection = true
+				lw.inCollection, lw.attrs = true, nil
 				lb := p.render(lw, le, sub, sub != nil && picked, level+1)
 				var lv any
 				if lb != nil {
