@@ -79,6 +79,10 @@ type proc struct {
 	mu   *sync.Mutex
 }
 
+// startTimeout bounds a start of piazza serve (a million entities load in
+// well under it).
+const startTimeout = 5 * time.Minute
+
 var addrLine = regexp.MustCompile(`msg="serving the NGSI-LD API".* addr=(\S+)`)
 
 // startPiazza runs 'piazza serve' with args and waits until it serves.
@@ -115,8 +119,8 @@ func startPiazzaBin(t testing.TB, bin string, args ...string) *proc {
 	select {
 	case addr := <-found:
 		p.url = "http://" + addr
-	case <-time.After(60 * time.Second):
-		t.Fatalf("piazza did not start:\n%s", p.logText())
+	case <-time.After(startTimeout):
+		t.Fatalf("piazza did not start within %v:\n%s", startTimeout, p.logText())
 	}
 	return p
 }
