@@ -216,6 +216,7 @@ var dateLayouts = []dateLayout{
 	{time.RFC3339Nano, PrecisionTime, true},
 	{"2006-01-02T15:04:05.999999999", PrecisionTime, false},
 	{"2006-01-02 15:04:05.999999999Z07:00", PrecisionTime, true},
+	{"2006-01-02 15:04:05.999999999 Z07:00", PrecisionTime, true}, // EEA e-reporting: "2021-01-01 00:00:00 +01:00"
 	{"2006-01-02 15:04:05.999999999", PrecisionTime, false},
 	{"2006-01-02T15:04:05.999999999Z0700", PrecisionTime, true},
 	{"2006-01-02T15:04Z07:00", PrecisionTime, true},

@@ -122,6 +122,7 @@ func TestParseTime(t *testing.T) {
 		{"2024-01-10T08:30:00", rome, "2024-01-10T08:30:00+01:00", adapters.PrecisionTime},
 		{"2024-01-10 08:30", rome, "2024-01-10T08:30:00+01:00", adapters.PrecisionTime},
 		{"2024-01-10T08:30:00.250", rome, "2024-01-10T08:30:00.25+01:00", adapters.PrecisionTime},
+		{"2021-01-01 00:00:00 +01:00", rome, "2021-01-01T00:00:00+01:00", adapters.PrecisionTime}, // EEA e-reporting
 		{"20240110", rome, "2024-01-10T00:00:00+01:00", adapters.PrecisionDay},
 		{"2024-01-10T08:30:00+0100", rome, "2024-01-10T08:30:00+01:00", adapters.PrecisionTime},
 		{"10/01/2024 08:30:15", rome, "2024-01-10T08:30:15+01:00", adapters.PrecisionTime},

@@ -258,6 +258,7 @@ func TestNewPresetExamples(t *testing.T) {
 		"inemar_emissioni_comunali": filepath.Join("testdata", "inemar", "inemar_emissioni_comunali_mantova_2021.csv"),
 		"open311_service_requests":  filepath.Join("testdata", "open311", "requests.json"),
 		"arpa_lombardia_aria":       filepath.Join("testdata", "arpa_lombardia", "sensori_aria.json"),
+		"eea_aq_timeseries":         filepath.Join("testdata", "eea", "IT_8_IT0000A_2024_timeseries.csv"),
 	}
 	for name, file := range files {
 		t.Run(name, func(t *testing.T) {
@@ -268,6 +269,11 @@ func TestNewPresetExamples(t *testing.T) {
 			if name == "arpa_lombardia_aria" {
 				tbl, _ := adapters.SourceFor(filepath.Join("testdata", "arpa_lombardia", "stazioni.json"))
 				cfg.Tables = map[string]adapters.SourceConfig{"sensori": tbl}
+			}
+			if name == "eea_aq_timeseries" {
+				tbl, _ := adapters.SourceFor(filepath.Join("testdata", "eea", "PanEuropean_metadata_excerpt.csv"))
+				tbl, _ = tbl.With("separator", "tab")
+				cfg.Tables = map[string]adapters.SourceConfig{"punti": tbl}
 			}
 			cfg.AllowRejects = true
 			sum, err := adapters.Run(context.Background(), cfg, adapters.Options{DryRun: true, SampleSize: 1})
@@ -370,5 +376,36 @@ func TestTableErrors(t *testing.T) {
 	}
 	if _, err := adapters.ParseMapping([]byte("type: A\nid: 'urn:a:{{x}}'\nattributes:\n  v: {from: x, lookup: t.y}\n")); err == nil {
 		t.Error("a lookup in an undeclared table accepted")
+	}
+}
+
+func TestEEAPreset(t *testing.T) {
+	cfg, err := adapters.PresetPipeline("eea_aq_timeseries", filepath.Join("testdata", "eea", "IT_8_IT0000A_2024_timeseries.csv"), adapters.SinkConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, _ := adapters.SourceFor(filepath.Join("testdata", "eea", "PanEuropean_metadata_excerpt.csv"))
+	if tbl, err = tbl.With("separator", "tab"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tables = map[string]adapters.SourceConfig{"punti": tbl}
+	sink := &memSink{byID: map[string]adapters.Entity{}}
+	sum, err := adapters.Run(context.Background(), cfg, adapters.Options{Sink: sink, Validate: registryValidator(t)})
+	if err != nil {
+		t.Fatalf("%v %+v", err, sum.Errors)
+	}
+	// four rows, one not valid (Validity -1); the NO2 sampling point is
+	// written twice, the last hour wins
+	if sum.Read != 4 || sum.Skipped != 1 || sum.Mapped != 3 || len(sink.byID) != 2 {
+		t.Fatalf("summary %+v, %d entities", sum, len(sink.byID))
+	}
+	no2 := kv(t, sink, "urn:ngsi-ld:AirQualityObserved:eea:SPO.IT0000A_8_chemi_2005-01-01_00%3A00%3A00")
+	if no2["no2"] != 44.2 || no2["dateObserved"] != "2024-01-10T10:00:00Z" || no2["areaServed"] != "urban background" ||
+		fmt.Sprint(no2["location"]) != "map[coordinates:[10.781 45.1463] type:Point]" {
+		t.Errorf("NO2 sampling point: %v", no2)
+	}
+	pm := kv(t, sink, "urn:ngsi-ld:AirQualityObserved:eea:SPO.IT0000A_5_BETA_2005-01-01_00%3A00%3A00")
+	if pm["pm10"] != 48.0 {
+		t.Errorf("PM10 sampling point: %v", pm)
 	}
 }
