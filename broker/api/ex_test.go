@@ -247,12 +247,13 @@ func TestSchemasAPI(t *testing.T) {
 		mustStatus(t, s.do(t, "POST", kv, `{"id":"urn:ngsi-ld:Bench:3","type":"Bench","seats":-1}`), 201)
 	})
 	t.Run("refused with the reason", func(t *testing.T) {
-		cases := []struct {
+		type putCase struct {
 			name, path, body string
 			hdr              []string
 			status           int
 			typ, reason      string
-		}{
+		}
+		cases := []putCase{
 			{"not JSON", "/Bad", `{"type":`, nil, 400, "BadRequestData", "schemas: invalid schema"},
 			{"not an object", "/Bad", `[1]`, nil, 400, "BadRequestData", "schemas: invalid schema"},
 			{"recursive", "/Bad", `{"$ref":"#"}`, nil, 400, "BadRequestData", "schemas: recursive schema"},
@@ -264,6 +265,8 @@ func TestSchemasAPI(t *testing.T) {
 			{"type of another model", "/Other?typeIRI=https://smartdatamodels.org/dataModel.Environment/AirQualityObserved", `{}`, nil, 409, "AlreadyExists", "AirQualityObserved"},
 			{"media type", "/Bad", `{}`, []string{"Content-Type", "text/plain"}, 415, "InvalidRequest", "text/plain"},
 		}
+		huge := `{"description":"` + strings.Repeat("x", 3<<20) + `"}`
+		cases = append(cases, putCase{"over the schema limit", "/Bad", huge, nil, 413, "BadRequestData", "schemas: schema too large"})
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				checkProblem(t, s.do(t, "PUT", root+c.path, c.body, c.hdr...), c.status, c.typ, c.reason)
@@ -332,6 +335,9 @@ func TestQuarantineAPI(t *testing.T) {
 		if es := list(t); len(es) != 0 {
 			t.Fatalf("the default tenant sees %+v", es)
 		}
+	})
+	t.Run("bad tenant", func(t *testing.T) {
+		checkProblem(t, s.do(t, "GET", root, "", "NGSILD-Tenant", "a b"), 400, "BadRequestData", "NGSILD-Tenant")
 	})
 	t.Run("show", func(t *testing.T) {
 		r := s.do(t, "GET", path(seq), "", q...)
