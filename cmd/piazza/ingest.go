@@ -175,8 +175,8 @@ func ingest(args []string, stdout, stderr io.Writer) int {
 		switch mode {
 		case "bar":
 			o.Progress = bar.update
-		case "log":
-			o.Progress = logProgress(logger, 2*time.Second)
+		case "log": // at info level whatever --log-level says: it was asked for
+			o.Progress = logProgress(slog.New(slog.NewTextHandler(stderrMu, nil)), 2*time.Second)
 		}
 		sum, err := adapters.Run(ctx, p, o)
 		if bar != nil {
