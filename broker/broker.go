@@ -60,8 +60,10 @@ type tenant struct {
 	stream string
 	rm     *readModel
 	cons   jetstream.ConsumeContext
-	ready  chan struct{} // closed when the read model has caught up with the stream
-	err    error         // set before ready is closed, if attaching failed
+	// handoff carries this process's own writes to its read model decoded.
+	handoff handoffs
+	ready   chan struct{} // closed when the read model has caught up with the stream
+	err     error         // set before ready is closed, if attaching failed
 }
 
 // Header names of the messages Piazza publishes (payload format version 1).
@@ -400,6 +402,12 @@ func (t *tenant) apply(m jetstream.Msg) uint64 {
 	subjType := types[0]
 	if typ != subjType {
 		subjType = strings.Clone(typ)
+	}
+	if e := t.handoff.take(id, m.Data()); e != nil {
+		r := newRecordOf(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data(), e)
+		t.rm.put(r)
+		t.rm.cache.put(r, e)
+		return md.NumPending
 	}
 	t.rm.put(newRecord(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data()))
 	return md.NumPending

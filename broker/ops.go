@@ -49,6 +49,9 @@ type job struct {
 	quarantine *quarantined
 	// del marks a deletion of the whole entity.
 	del bool
+	// next is the state prepare built; handed is its handoff entry.
+	next   *Entity
+	handed *handoffEntry
 }
 
 func (b *Broker) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -115,6 +118,7 @@ func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Va
 		subjType = next.Types[0]
 	}
 	j.out.Created = !existed
+	j.next = next
 	return newMessage(t.name, subjType, next, op, encodeStored(next), seq, !existed)
 }
 
@@ -157,6 +161,9 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 			if m == nil {
 				b.keepAside(ctx, t, j)
 				continue
+			}
+			if j.next != nil {
+				j.handed = t.handoff.leave(j.id, m.Data, j.next)
 			}
 			f, err := b.js.PublishMsgAsync(m)
 			if err != nil {
@@ -208,6 +215,10 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 		if err := t.rm.waitApplied(ctx, maxSeq); err != nil {
 			b.log.Warn("read model behind own write", "tenant", t.name, "seq", maxSeq, "err", err)
 		}
+	}
+	// Entries the read model did not take (failed or lost writes) go.
+	for _, j := range jobs {
+		t.handoff.forget(j.id, j.handed)
 	}
 }
 
