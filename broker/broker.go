@@ -270,7 +270,7 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 			}
 			return
 		}
-		if t.apply(m) == 0 {
+		if t.apply(m, false) == 0 {
 			once.Do(func() { close(caught) })
 		}
 	}, jetstream.PullMaxMessages(2048))
@@ -287,6 +287,12 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 	}
 	b.log.Info("read model loaded", "tenant", t.name, "entities", t.rm.count(),
 		"last_seq", t.rm.applied.Load(), "took", time.Since(start).Round(time.Millisecond))
+	go func() {
+		start := time.Now()
+		if n := t.rm.backfill(b.ctx); n > 0 {
+			b.log.Info("read model indexed", "tenant", t.name, "entities", n, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}()
 	return nil
 }
 
@@ -314,7 +320,7 @@ func newLoader(t *tenant, on bool) *loader {
 		go func() {
 			defer l.wg.Done()
 			for m := range q {
-				t.apply(m)
+				t.apply(m, true)
 			}
 		}()
 	}
@@ -334,7 +340,7 @@ func (l *loader) dispatch(m jetstream.Msg) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.on {
-		l.t.apply(m)
+		l.t.apply(m, false)
 		return false
 	}
 	md, err := m.Metadata()
@@ -377,7 +383,7 @@ var loadSeed = maphash.MakeSeed()
 
 // apply applies one message of the tenant's stream to its read model and
 // returns the number of messages still pending for the consumer.
-func (t *tenant) apply(m jetstream.Msg) uint64 {
+func (t *tenant) apply(m jetstream.Msg, lazy bool) uint64 {
 	md, err := m.Metadata()
 	if err != nil {
 		return 1
@@ -407,6 +413,11 @@ func (t *tenant) apply(m jetstream.Msg) uint64 {
 		r := newRecordOf(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data(), e)
 		t.rm.put(r)
 		t.rm.cache.put(r, e)
+		return md.NumPending
+	}
+	if lazy {
+		// The initial load: attributes are indexed after serving starts.
+		t.rm.put(newRecordLazy(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data()))
 		return md.NumPending
 	}
 	t.rm.put(newRecord(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data()))

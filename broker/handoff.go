@@ -2,9 +2,12 @@ package broker
 
 import (
 	"bytes"
+	"context"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -78,4 +81,62 @@ func indexOf(e *Entity) *recIndex {
 func scalarOfAttr(ra *recAttr, a *Attribute) {
 	m := map[string]any{a.Type.ValueKey(): a.Value}
 	scalarOf(ra, a.Type, m)
+}
+
+// newRecordLazy makes a record whose attributes are indexed later, by
+// backfill: the initial load of a large log serves sooner that way.
+func newRecordLazy(id, subjType string, types []string, seq uint64, stored []byte) *record {
+	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored)}
+}
+
+// backfill indexes the attributes of the records the initial load left
+// unindexed, a chunk at a time on every core, while the read model serves
+// (queries check unindexed records against their full state meanwhile). It
+// returns how many records it indexed.
+func (rm *readModel) backfill(ctx context.Context) int {
+	rm.mu.RLock()
+	var todo []*record
+	rm.ix.unindexed.each(func(s uint32) bool {
+		if r := rm.ix.slots[s]; r != nil {
+			todo = append(todo, r)
+		}
+		return true
+	})
+	rm.mu.RUnlock()
+	if len(todo) == 0 {
+		return 0
+	}
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	const chunk = 256
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ris := make([]*recIndex, chunk)
+			for start := w * chunk; start < len(todo); start += workers * chunk {
+				if ctx.Err() != nil {
+					return
+				}
+				part := todo[start:min(start+chunk, len(todo))]
+				for i, r := range part {
+					ris[i] = nil
+					if data, err := s2.Decode(nil, r.packed); err == nil {
+						ris[i] = readIndex(data)
+					}
+				}
+				rm.mu.Lock()
+				for i, r := range part {
+					if rm.byID[r.id] == r {
+						rm.ix.indexLate(r, ris[i])
+					}
+				}
+				rm.mu.Unlock()
+				done.Add(int64(len(part)))
+			}
+		}()
+	}
+	wg.Wait()
+	return int(done.Load())
 }

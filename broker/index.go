@@ -230,6 +230,22 @@ func (ix *index) add(r *record) {
 		ix.unindexed.add(s)
 		return
 	}
+	ix.addAttrs(r, ri)
+}
+
+// indexLate indexes the attributes of a record that was applied without
+// them (see readModel.backfill).
+func (ix *index) indexLate(r *record, ri *recIndex) {
+	if ri == nil || !ix.unindexed.has(r.slot) {
+		return
+	}
+	ix.unindexed.remove(r.slot)
+	ix.addAttrs(r, ri)
+}
+
+// addAttrs indexes a record's attributes (its slot and types are in already).
+func (ix *index) addAttrs(r *record, ri *recIndex) {
+	s := r.slot
 	for i := range ri.attrs {
 		ra := &ri.attrs[i]
 		ai := ix.attr(ra.name)

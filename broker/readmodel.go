@@ -69,7 +69,8 @@ type readModel struct {
 	ix *index
 
 	// interned type lists, shared by the records of entities of the same
-	// types; only the applying goroutine touches it.
+	// types; the loading workers share it, hence internMu.
+	internMu  sync.Mutex
 	typeLists map[string][]string
 
 	// cache holds decoded states of hot records (nil: no cache).
@@ -98,6 +99,8 @@ func (rm *readModel) internTypes(types []string) []string {
 	if len(types) > 1 {
 		key = strings.Join(types, "\x00")
 	}
+	rm.internMu.Lock()
+	defer rm.internMu.Unlock()
 	if l, ok := rm.typeLists[key]; ok {
 		return l
 	}
