@@ -36,6 +36,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -53,7 +54,7 @@ func init() {
 			return nil, err
 		}
 		c.Path = cfg.Resolve(c.Path)
-		c.Logger = cfg
+		c.Logger = cfg.Logger
 		return New(c)
 	})
 }
@@ -80,8 +81,8 @@ type Config struct {
 	Token       string            `yaml:"token"`
 	Interval    adapters.Duration `yaml:"interval"`
 	Timeout     adapters.Duration `yaml:"timeout"`
-	// Logger carries the logger for failed polls (its Log method).
-	Logger adapters.SourceConfig `yaml:"-"`
+	// Logger receives failed polls; nil discards them.
+	Logger *slog.Logger `yaml:"-"`
 	// Client, if set, makes the requests; nil means a default client.
 	Client *http.Client `yaml:"-"`
 }
@@ -137,7 +138,7 @@ func (s *Source) Close() error { return nil }
 
 // Run reads every entity once, or on every tick of the interval.
 func (s *Source) Run(ctx context.Context, out adapters.Emitter) error {
-	return adapters.Poll(ctx, time.Duration(s.cfg.Interval), s.cfg.Logger.Log(), out, s.poll)
+	return adapters.Poll(ctx, time.Duration(s.cfg.Interval), s.cfg.Logger, out, s.poll)
 }
 
 func (s *Source) poll(ctx context.Context, out adapters.Emitter) error {
