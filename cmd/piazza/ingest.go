@@ -320,7 +320,11 @@ func listPresets(stdout, stderr io.Writer, asJSON bool) int {
 		width = max(width, len(p.Name))
 	}
 	for _, p := range ps {
-		fmt.Fprintf(stdout, "%-*s  %s  [%s]\n", width, p.Name, p.Description, strings.Join(p.Types, ", "))
+		types := strings.Join(p.Types, ", ")
+		if types == "" {
+			types = "the input's own types"
+		}
+		fmt.Fprintf(stdout, "%-*s  %s  [%s]\n", width, p.Name, p.Description, types)
 	}
 	return exitOK
 }
