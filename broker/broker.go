@@ -291,6 +291,9 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 		start := time.Now()
 		if n := t.rm.backfill(b.ctx); n > 0 {
 			b.log.Info("read model indexed", "tenant", t.name, "entities", n, "took", time.Since(start).Round(time.Millisecond))
+			if n > 10000 {
+				debug.FreeOSMemory() // the decoding garbage of the backfill
+			}
 		}
 	}()
 	return nil
