@@ -42,6 +42,9 @@ type Config struct {
 	ContextFiles map[string]string
 	// ContextTimeout bounds the fetch of a remote @context. Default 5s.
 	ContextTimeout time.Duration
+	// ContextsOffline never fetches a @context over the network: only the
+	// built-in ones and ContextFiles resolve (air-gapped sites).
+	ContextsOffline bool
 	// ShutdownGrace bounds the drain of in-flight requests. Default 10s.
 	ShutdownGrace time.Duration
 	// AccessLog logs every HTTP request at Info.
@@ -146,6 +149,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// to the models' IRIs without a network.
 	loader := jsonld.NewLoader(jsonld.LoaderOptions{
 		Files: cfg.ContextFiles, Timeout: cfg.ContextTimeout, Logger: cfg.Logger, Builtin: schemas.Contexts(),
+		Offline: cfg.ContextsOffline,
 	})
 	n.handler = api.New(n.b, api.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes, Contexts: loader, Version: cfg.Version, Logger: cfg.Logger,

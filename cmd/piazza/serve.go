@@ -25,6 +25,7 @@ type serveFlags struct {
 	history                              int64
 	logLevel, logFormat                  string
 	contextFiles                         string
+	contextsOffline                      bool
 	shutdownGrace                        time.Duration
 	accessLog                            bool
 	schemasDir, validation, unknownTypes string
@@ -47,6 +48,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.validation, "validation", "enforce", "policy for entities that fail their data model: enforce, warn, quarantine or off (PIAZZA_VALIDATION)")
 	fs.StringVar(&f.unknownTypes, "unknown-types", "allow", "entity types without a data model: allow or reject (PIAZZA_UNKNOWN_TYPES)")
 	fs.BoolVar(&f.accessLog, "access-log", false, "log every HTTP request at info level (PIAZZA_ACCESS_LOG)")
+	fs.BoolVar(&f.contextsOffline, "contexts-offline", false, "never fetch a @context over the network: only built-in ones and --context-files (PIAZZA_CONTEXTS_OFFLINE)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time to drain in-flight requests on SIGTERM (PIAZZA_SHUTDOWN_GRACE)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: piazza serve [flags]\n\nRuns Piazza: an embedded NATS server with JetStream in --data-dir, the NGSI-LD API on --http-addr.\n\nFlags:\n")
@@ -85,7 +87,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	n, err := node.Start(ctx, node.Config{
 		HTTPAddr: f.httpAddr, DataDir: f.dataDir, NATSAddr: f.natsAddr, NATSURL: f.natsURL,
-		Replicas: f.replicas, History: f.history, ContextFiles: files,
+		Replicas: f.replicas, History: f.history, ContextFiles: files, ContextsOffline: f.contextsOffline,
 		ShutdownGrace: f.shutdownGrace, Version: version, Logger: logger, AccessLog: f.accessLog,
 		SchemasDir: f.schemasDir, Validation: validation,
 	})
