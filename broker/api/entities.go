@@ -250,11 +250,7 @@ func (h *Handler) createEntity(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -296,11 +292,7 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) deleteEntity(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -354,11 +346,7 @@ func hasOption(r *http.Request, opt string) bool {
 }
 
 func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -376,11 +364,7 @@ func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) replaceEntity(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -421,11 +405,7 @@ func writeUpdateResult(w http.ResponseWriter, frag *broker.Entity, out broker.Ou
 }
 
 func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -442,11 +422,7 @@ func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -538,11 +514,7 @@ func (h *Handler) replaceAttr(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) deleteAttr(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -610,11 +582,7 @@ func (h *Handler) purgeEntities(w http.ResponseWriter, r *http.Request) error {
 // deleteHistory serves DELETE /temporal/entities/{id}: the entity and all
 // its history go, through the log.
 func (h *Handler) deleteHistory(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return err
-	}
-	id, err := entityID(r)
+	tenant, id, err := target(r)
 	if err != nil {
 		return err
 	}
@@ -638,4 +606,15 @@ func jsonKindOf(v any) string {
 		return "a boolean"
 	}
 	return "a number"
+}
+
+// target reads the tenant and the entity id that a request is about.
+func target(r *http.Request) (tenant, id string, err error) {
+	if tenant, err = tenantOf(r); err != nil {
+		return "", "", err
+	}
+	if id, err = entityID(r); err != nil {
+		return "", "", err
+	}
+	return tenant, id, nil
 }
