@@ -29,7 +29,7 @@ func TestHeadAndEmptyUpdates(t *testing.T) {
 // TestCoreNamesFastPath checks that the shortcut for plain terms under the
 // core context gives what the full expansion and compaction give.
 func TestCoreNamesFastPath(t *testing.T) {
-	for _, term := range []string{"temperature", "location", "observedAt", "name", "createdAt", "datasetId", "Property", "no2", "a-b_c", "ÄÖ"} {
+	for _, term := range []string{"type", "id", "value", "object", "temperature", "location", "observedAt", "name", "createdAt", "datasetId", "Property", "no2", "a-b_c", "ÄÖ"} {
 		if got, want := api.CanonForTest(term), api.FullCanonForTest(term); got != want {
 			t.Errorf("%s: fast %q, full %q", term, got, want)
 		}

@@ -29,9 +29,9 @@ type names struct{ c *jsonld.Context }
 func (n names) Canon(term string) string {
 	core := jsonld.Core()
 	if n.c == core || n.c.IsCoreOnly() {
-		if plainTerm(term) {
-			// Under the core context a plain term is its own canonical
-			// name (a core term, or a term of the default vocabulary).
+		if plainTerm(term) && !core.IsDefined(term) {
+			// Under the core context a term the core does not define is
+			// its own canonical name (a term of the default vocabulary).
 			return term
 		}
 		return core.Compact(core.Expand(term))
@@ -42,7 +42,7 @@ func (n names) Canon(term string) string {
 func (n names) Term(name string) string {
 	core := jsonld.Core()
 	if n.c == core || n.c.IsCoreOnly() {
-		if plainTerm(name) {
+		if plainTerm(name) && !core.IsDefined(name) {
 			return name
 		}
 		return core.Compact(core.Expand(name))
