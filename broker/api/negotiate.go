@@ -183,10 +183,12 @@ func contextValue(c *jsonld.Context) any {
 	return jsonld.CoreContextURL
 }
 
-// queryParams parses the query string like url.ParseQuery, except that ';'
-// is an ordinary character: NGSI-LD uses it inside q, georel and type
-// selections (q=a>1;b==2), where Go's parser would drop the parameter. And
-// '+' stays '+' (scopeQ=/a/+, time offsets such as +01:00); a space is %20.
+// queryParams parses the query string like url.ParseQuery ('+' is a
+// space, as clients that form-encode send it), except that ';' is an
+// ordinary character: NGSI-LD uses it inside q, georel and type selections
+// (q=a>1;b==2), where Go's parser would drop the parameter. Where a space
+// cannot be meant, a '+' written unencoded stays a '+': in scopeQ (/a/+) and
+// outside quoted strings in q (a time offset such as +01:00).
 func queryParams(r *http.Request) url.Values {
 	v := url.Values{}
 	for _, part := range strings.Split(r.URL.RawQuery, "&") {
@@ -194,17 +196,46 @@ func queryParams(r *http.Request) url.Values {
 			continue
 		}
 		k, val, _ := strings.Cut(part, "=")
-		key, err := url.PathUnescape(k)
+		key, err := url.QueryUnescape(k)
 		if err != nil {
 			key = k
 		}
-		value, err := url.PathUnescape(val)
+		value, err := url.QueryUnescape(val)
 		if err != nil {
 			value = val
+		}
+		switch key {
+		case "scopeQ":
+			value = strings.ReplaceAll(value, " ", "+")
+		case "q":
+			value = plusOutsideQuotes(value)
 		}
 		v[key] = append(v[key], value)
 	}
 	return v
+}
+
+// plusOutsideQuotes turns the spaces of a q expression that are not inside
+// a quoted string back into the '+' they were written as.
+func plusOutsideQuotes(q string) string {
+	if !strings.Contains(q, " ") {
+		return q
+	}
+	b := []byte(q)
+	quoted, escaped := false, false
+	for i, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == ' ' && !quoted:
+			b[i] = '+'
+		}
+	}
+	return string(b)
 }
 
 // plainTerm reports whether s is a term that is neither an IRI, a compact

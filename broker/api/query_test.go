@@ -89,3 +89,21 @@ func TestQueryParamsKeepSemicolonsAndPlus(t *testing.T) {
 		}
 	}
 }
+
+// TestFormEncodedQueries sends what Python's requests sends: spaces as '+'.
+func TestFormEncodedQueries(t *testing.T) {
+	s := newServer(t, api.Options{})
+	body := `[{"id":"urn:ngsi-ld:Place:1","type":"Place","name":"Eiffel Tower","location":{"type":"Point","coordinates":[2.2945,48.8584]}}]`
+	if r := s.do(t, "POST", "/ngsi-ld/v1/entityOperations/upsert", body, "Content-Type", "application/json"); r.status != 201 {
+		t.Fatalf("load: %v", r)
+	}
+	for _, q := range []string{
+		"q=name%3D%3D%22Eiffel+Tower%22",
+		"type=Place&georel=near%3BmaxDistance%3D%3D1000&coordinates=%5B2.2945%2C+48.8584%5D&geometry=Point",
+	} {
+		r := s.do(t, "GET", "/ngsi-ld/v1/entities?"+q, "")
+		if r.status != 200 || len(r.json(t).([]any)) != 1 {
+			t.Fatalf("%s: %v", q, r)
+		}
+	}
+}
