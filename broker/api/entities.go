@@ -285,9 +285,54 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 			return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("entity %s has none of the types %s", id, ts)}
 		}
 	}
+	if v.proj != nil {
+		return h.answerProjected(w, r, tenant, v, e)
+	}
 	v.header(w)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(v.appendEntity(make([]byte, 0, 1024), e))
+	return nil
+}
+
+// answerProjected answers GET /entities/{id} with pick/omit, lang or join:
+// inline puts the linked entities in their relationships, flat answers an
+// array of the entity and the entities it links to.
+func (h *Handler) answerProjected(w http.ResponseWriter, r *http.Request, tenant string, v view, e *broker.Entity) error {
+	ents := []*broker.Entity{e}
+	if v.proj.join != "" {
+		v.linked = h.linked(r, tenant, ents, v.proj.joinLevel)
+		if v.proj.join == "flat" {
+			for _, id := range sortedKeys(v.linked) {
+				if id != e.ID {
+					ents = append(ents, v.linked[id])
+				}
+			}
+		}
+	}
+	s, picked := v.proj.sel()
+	var out [][]byte
+	for _, x := range ents {
+		if eb := v.proj.render(v, x, s, picked, 0); eb != nil {
+			out = append(out, eb)
+		}
+	}
+	if len(out) == 0 {
+		return &broker.Error{Kind: broker.ErrNotFound, Entity: e.ID, Detail: fmt.Sprintf("nothing of entity %s is selected by pick/omit", e.ID)}
+	}
+	v.header(w)
+	w.WriteHeader(http.StatusOK)
+	if v.proj.join != "flat" {
+		_, _ = w.Write(out[0])
+		return nil
+	}
+	buf := []byte{'['}
+	for i, eb := range out {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, eb...)
+	}
+	_, _ = w.Write(append(buf, ']'))
 	return nil
 }
 
