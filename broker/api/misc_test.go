@@ -35,3 +35,27 @@ func TestCoreNamesFastPath(t *testing.T) {
 		}
 	}
 }
+
+func TestRetrieveWithJoin(t *testing.T) {
+	s := newServer(t, api.Options{})
+	body := `[{"id":"urn:ngsi-ld:City:Mantova","type":"City","name":"Mantova"},
+	 {"id":"urn:ngsi-ld:Building:1","type":"Building","locatedAt":{"type":"Relationship","object":"urn:ngsi-ld:City:Mantova"}}]`
+	if r := s.do(t, "POST", "/ngsi-ld/v1/entityOperations/upsert", body, "Content-Type", "application/json"); r.status != 201 {
+		t.Fatalf("load: %v", r)
+	}
+	r := s.do(t, "GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=inline", "")
+	if r.status != 200 {
+		t.Fatalf("inline: %v", r)
+	}
+	loc, _ := r.object(t)["locatedAt"].(map[string]any)
+	if ent, _ := loc["entity"].(map[string]any); ent == nil || ent["id"] != "urn:ngsi-ld:City:Mantova" {
+		t.Fatalf("inline join: %s", r.body)
+	}
+	r = s.do(t, "GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=flat", "")
+	if arr, _ := r.json(t).([]any); r.status != 200 || len(arr) != 2 {
+		t.Fatalf("flat join: %v", r)
+	}
+	if r = s.do(t, "GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?pick=nothingHere", ""); r.status != 404 {
+		t.Fatalf("unmatched pick: %v", r)
+	}
+}
