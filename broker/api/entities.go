@@ -321,7 +321,8 @@ func (h *Handler) answerProjected(w http.ResponseWriter, r *http.Request, tenant
 	}
 	v.header(w)
 	w.WriteHeader(http.StatusOK)
-	if v.proj.join != "flat" {
+	if v.proj.join != "flat" || len(out) == 1 {
+		// Flat with nothing linked is the entity alone.
 		_, _ = w.Write(out[0])
 		return nil
 	}
