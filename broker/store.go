@@ -14,12 +14,6 @@ import (
 // errWrongLastSeq is a lost optimistic-concurrency race; the caller retries.
 var errWrongLastSeq = errors.New("broker: wrong last sequence")
 
-// pending is one write on its way to the stream.
-type pending struct {
-	subject string
-	msg     *nats.Msg
-}
-
 // newMessage builds the message that commits a state: the stored form as
 // payload, the operation and the types as headers, and the expectation on the
 // last sequence of the entity's subjects. With byID the expectation covers

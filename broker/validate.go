@@ -142,7 +142,6 @@ func (v *Validator) policyFor(tenant, shortType string) (Policy, string) {
 func (v *Validator) check(tenant string, e *Entity) verdict {
 	var out verdict
 	var kv map[string]any
-	modelled := false
 	for _, t := range e.Types {
 		short := shortName(t)
 		m, ok := v.reg.Lookup(jsonld.Core().Expand(t))
@@ -155,7 +154,6 @@ func (v *Validator) check(tenant string, e *Entity) verdict {
 			}
 			continue
 		}
-		modelled = true
 		if policy == PolicyOff {
 			continue
 		}
@@ -172,7 +170,6 @@ func (v *Validator) check(tenant string, e *Entity) verdict {
 			out.policy, out.model, out.violations = policy, m.Name, vs
 		}
 	}
-	_ = modelled
 	return out
 }
 
