@@ -58,7 +58,8 @@ func (b *Broker) writeContext(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, b.opts.WriteTimeout)
 }
 
-// current returns a private copy of the read model's state of id.
+// current returns the read model's state of id, shared: the caller must not
+// modify it (prepare hands the step a clone).
 func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 	r := t.rm.get(id)
 	if r == nil {
@@ -68,7 +69,7 @@ func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 	if err != nil {
 		return nil, "", 0, err
 	}
-	return e.Clone(), r.subjType, r.seq, nil
+	return e, r.subjType, r.seq, nil
 }
 
 // prepare computes a job's message from a known state. It returns nil when
@@ -76,9 +77,10 @@ func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Validator) *nats.Msg {
 	ts := now()
 	existed := cur != nil
-	var before *Entity
+	// cur may be shared with readers: the step works on a clone of it.
+	before := cur
 	if existed {
-		before = cur.Clone()
+		cur = cur.Clone()
 	}
 	next, op, nu, err := j.step(cur, ts)
 	j.out.NotUpdated = nu
