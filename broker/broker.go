@@ -413,14 +413,14 @@ func (t *tenant) apply(m jetstream.Msg, lazy bool) uint64 {
 		subjType = strings.Clone(typ)
 	}
 	if e := t.handoff.take(id, m.Data()); e != nil {
-		r := newRecordOf(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data(), e)
+		r := makeRecord(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data(), indexOf(e))
 		t.rm.put(r)
 		t.rm.cache.put(r, e)
 		return md.NumPending
 	}
 	if lazy {
 		// The initial load: attributes are indexed after serving starts.
-		t.rm.put(newRecordLazy(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data()))
+		t.rm.put(makeRecord(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data(), nil))
 		return md.NumPending
 	}
 	t.rm.put(newRecord(strings.Clone(id), subjType, types, md.Sequence.Stream, m.Data()))

@@ -55,11 +55,6 @@ func (h *handoffs) forget(id string, he *handoffEntry) {
 	}
 }
 
-// newRecordOf makes a record from a state already decoded.
-func newRecordOf(id, subjType string, types []string, seq uint64, stored []byte, e *Entity) *record {
-	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored), pending: indexOf(e)}
-}
-
 // indexOf is readIndex on a decoded state.
 func indexOf(e *Entity) *recIndex {
 	ri := &recIndex{attrs: make([]recAttr, 0, len(e.Attrs))}
@@ -81,12 +76,6 @@ func indexOf(e *Entity) *recIndex {
 func scalarOfAttr(ra *recAttr, a *Attribute) {
 	m := map[string]any{a.Type.ValueKey(): a.Value}
 	scalarOf(ra, a.Type, m)
-}
-
-// newRecordLazy makes a record whose attributes are indexed later, by
-// backfill: the initial load of a large log serves sooner that way.
-func newRecordLazy(id, subjType string, types []string, seq uint64, stored []byte) *record {
-	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored)}
 }
 
 // backfill indexes the attributes of the records the initial load left

@@ -34,7 +34,14 @@ type record struct {
 }
 
 func newRecord(id, subjType string, types []string, seq uint64, stored []byte) *record {
-	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored), pending: readIndex(stored)}
+	return makeRecord(id, subjType, types, seq, stored, readIndex(stored))
+}
+
+// makeRecord makes a record whose index data is ri: read from the stored
+// form (newRecord), taken from a decoded state (indexOf), or nil for a
+// record whose attributes are indexed later (backfill).
+func makeRecord(id, subjType string, types []string, seq uint64, stored []byte, ri *recIndex) *record {
+	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored), pending: ri}
 }
 
 // shared returns the record's state, from the cache when it is there. The

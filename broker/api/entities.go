@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -391,42 +392,6 @@ func hasOption(r *http.Request, opt string) bool {
 	return false
 }
 
-func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
-	tenant, id, err := target(r)
-	if err != nil {
-		return err
-	}
-	frag, _, err := h.readFragment(w, r, id, true, true)
-	if err != nil {
-		return err
-	}
-	out, err := h.b.Merge(r.Context(), tenant, id, frag)
-	if err != nil {
-		return err
-	}
-	validationHeader(w, out)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (h *Handler) replaceEntity(w http.ResponseWriter, r *http.Request) error {
-	tenant, id, err := target(r)
-	if err != nil {
-		return err
-	}
-	next, _, err := h.readFragment(w, r, id, false, false)
-	if err != nil {
-		return err
-	}
-	out, err := h.b.Replace(r.Context(), tenant, id, next)
-	if err != nil {
-		return err
-	}
-	validationHeader(w, out)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 // writeUpdateResult answers an attribute operation: 204 if every attribute
 // was updated, 207 with an UpdateResult otherwise.
 func writeUpdateResult(w http.ResponseWriter, frag *broker.Entity, out broker.Outcome, c *jsonld.Context) error {
@@ -448,40 +413,6 @@ func writeUpdateResult(w http.ResponseWriter, frag *broker.Entity, out broker.Ou
 		}
 	}
 	return writeJSON(w, http.StatusMultiStatus, map[string]any{"updated": updated, "notUpdated": notUpdated})
-}
-
-func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
-	tenant, id, err := target(r)
-	if err != nil {
-		return err
-	}
-	frag, c, err := h.readFragment(w, r, id, false, false)
-	if err != nil {
-		return err
-	}
-	out, err := h.b.Append(r.Context(), tenant, id, frag, hasOption(r, "noOverwrite"))
-	if err != nil {
-		return err
-	}
-	validationHeader(w, out)
-	return writeUpdateResult(w, frag, out, c)
-}
-
-func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
-	tenant, id, err := target(r)
-	if err != nil {
-		return err
-	}
-	frag, c, err := h.readFragment(w, r, id, true, false)
-	if err != nil {
-		return err
-	}
-	out, err := h.b.UpdateAttrs(r.Context(), tenant, id, frag)
-	if err != nil {
-		return err
-	}
-	validationHeader(w, out)
-	return writeUpdateResult(w, frag, out, c)
 }
 
 // readAttr reads the body of an attribute operation: one attribute. It
@@ -663,4 +594,52 @@ func target(r *http.Request) (tenant, id string, err error) {
 		return "", "", err
 	}
 	return tenant, id, nil
+}
+
+// writeFragment serves the writes whose body is a fragment of the entity of
+// the path: it reads the fragment, applies write, and answers 204, or with
+// updateResult the UpdateResult of an attribute operation.
+func (h *Handler) writeFragment(w http.ResponseWriter, r *http.Request, allowNull, mergePatch, updateResult bool,
+	write func(ctx context.Context, tenant, id string, frag *broker.Entity) (broker.Outcome, error)) error {
+	tenant, id, err := target(r)
+	if err != nil {
+		return err
+	}
+	frag, c, err := h.readFragment(w, r, id, allowNull, mergePatch)
+	if err != nil {
+		return err
+	}
+	out, err := write(r.Context(), tenant, id, frag)
+	if err != nil {
+		return err
+	}
+	validationHeader(w, out)
+	if updateResult {
+		return writeUpdateResult(w, frag, out, c)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// mergeEntity serves PATCH /entities/{id}: the NGSI-LD Null deletes.
+func (h *Handler) mergeEntity(w http.ResponseWriter, r *http.Request) error {
+	return h.writeFragment(w, r, true, true, false, h.b.Merge)
+}
+
+// replaceEntity serves PUT /entities/{id}.
+func (h *Handler) replaceEntity(w http.ResponseWriter, r *http.Request) error {
+	return h.writeFragment(w, r, false, false, false, h.b.Replace)
+}
+
+// appendAttrs serves POST /entities/{id}/attrs (options=noOverwrite).
+func (h *Handler) appendAttrs(w http.ResponseWriter, r *http.Request) error {
+	noOverwrite := hasOption(r, "noOverwrite")
+	return h.writeFragment(w, r, false, false, true, func(ctx context.Context, tenant, id string, frag *broker.Entity) (broker.Outcome, error) {
+		return h.b.Append(ctx, tenant, id, frag, noOverwrite)
+	})
+}
+
+// updateAttrs serves PATCH /entities/{id}/attrs: the NGSI-LD Null deletes.
+func (h *Handler) updateAttrs(w http.ResponseWriter, r *http.Request) error {
+	return h.writeFragment(w, r, true, false, true, h.b.UpdateAttrs)
 }
