@@ -63,7 +63,11 @@ func matchSelectors(r *record, sels []EntitySelector) bool {
 // strings before booleans; entities without a comparable value come last,
 // in either direction.
 type OrderKey struct {
-	Key  string
+	Key string
+	// Path descends into sub-attributes of the attribute's first
+	// instance (canonical names), where "createdAt", "modifiedAt" and
+	// "observedAt" name the instance's own timestamps ("name.createdAt").
+	Path []string
 	Desc bool
 }
 
@@ -624,7 +628,7 @@ func (rm *readModel) order(hits []*record, keys []OrderKey, n int) ([]*record, e
 			}
 			vs := make([]any, len(keys))
 			for i, k := range keys {
-				vs[i] = orderValue(e, k.Key)
+				vs[i] = orderValue(e, k)
 			}
 			vals[r] = vs
 		}
@@ -684,7 +688,11 @@ func topK[T any](s []T, k int, cmpf func(a, b T) int) {
 
 // orderValue is the value an ordering key takes on an entity: a float64, a
 // string, a bool, or nil.
-func orderValue(e *Entity, key string) any {
+func orderValue(e *Entity, k OrderKey) any {
+	key := k.Key
+	if len(k.Path) > 0 {
+		return orderPathValue(e, k)
+	}
 	switch key {
 	case "id":
 		return e.ID
@@ -707,7 +715,44 @@ func orderValue(e *Entity, key string) any {
 	if len(is) == 0 {
 		return nil
 	}
+	return attrOrderValue(is[0])
+}
+
+// orderPathValue is the value of a sub-attribute path ("name.createdAt",
+// "name.subProperty") on an entity, or nil.
+func orderPathValue(e *Entity, k OrderKey) any {
+	is := e.Attrs[k.Key]
+	if len(is) == 0 {
+		return nil
+	}
 	a := is[0]
+	for i, p := range k.Path {
+		last := i == len(k.Path)-1
+		switch {
+		case last && (p == "createdAt" || p == "modifiedAt"):
+			ts := a.CreatedAt
+			if p == "modifiedAt" {
+				ts = a.ModifiedAt
+			}
+			if ts.IsZero() {
+				return nil
+			}
+			return ts.Format(time.RFC3339Nano)
+		case last && p == "observedAt":
+			if a.ObservedAt == "" {
+				return nil
+			}
+			return a.ObservedAt
+		}
+		if a = a.Sub[p]; a == nil {
+			return nil
+		}
+	}
+	return attrOrderValue(a)
+}
+
+// attrOrderValue is the value an attribute instance orders by.
+func attrOrderValue(a *Attribute) any {
 	v := a.Value
 	switch a.Type {
 	case LanguageProperty:

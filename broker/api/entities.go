@@ -299,21 +299,17 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 // inline puts the linked entities in their relationships, flat answers an
 // array of the entity and the entities it links to.
 func (h *Handler) answerProjected(w http.ResponseWriter, r *http.Request, tenant string, v view, e *broker.Entity) error {
-	ents := []*broker.Entity{e}
+	s, picked := v.proj.sel()
+	items := []flatItem{{e, s, picked}}
 	if v.proj.join != "" {
-		v.linked = h.linked(r, tenant, ents, v.proj.joinLevel)
+		v.linked = h.linked(r, tenant, []*broker.Entity{e}, v.proj.joinLevel)
 		if v.proj.join == "flat" {
-			for _, id := range sortedKeys(v.linked) {
-				if id != e.ID {
-					ents = append(ents, v.linked[id])
-				}
-			}
+			items = v.proj.flatten([]*broker.Entity{e}, v.linked)
 		}
 	}
-	s, picked := v.proj.sel()
 	var out [][]byte
-	for _, x := range ents {
-		if eb := v.proj.render(v, x, s, picked, 0); eb != nil {
+	for _, it := range items {
+		if eb := v.proj.render(v, it.e, it.sel, it.picked, 0); eb != nil {
 			out = append(out, eb)
 		}
 	}

@@ -92,10 +92,28 @@ func parseOrderBy(s string, n names) ([]broker.OrderKey, error) {
 			return nil, badParam("orderBy: %q is not an attribute or member name", part)
 		}
 		k := broker.OrderKey{Key: name}
+		var path []string
+		if !strings.Contains(name, ":") { // an IRI keeps its dots
+			name, path = splitPath(name)
+		}
 		switch name {
 		case "id", "type", "createdAt", "modifiedAt":
+			if len(path) > 0 {
+				return nil, badParam("orderBy: %s has no sub-attributes", name)
+			}
 		default:
 			k.Key = n.Canon(name)
+		}
+		for _, p := range path {
+			if p == "" {
+				return nil, badParam("orderBy: %q has an empty sub-attribute name", part)
+			}
+			switch p {
+			case "createdAt", "modifiedAt", "observedAt":
+			default:
+				p = n.Canon(p)
+			}
+			k.Path = append(k.Path, p)
 		}
 		switch dir {
 		case "", "asc":
@@ -109,6 +127,13 @@ func parseOrderBy(s string, n names) ([]broker.OrderKey, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// splitPath splits "attr.sub.sub2" into the attribute and its
+// sub-attribute path.
+func splitPath(s string) (string, []string) {
+	parts := strings.Split(s, ".")
+	return parts[0], parts[1:]
 }
 
 // selective reports whether a query names at least one condition, as
@@ -173,46 +198,47 @@ func (h *Handler) answerQuery(w http.ResponseWriter, r *http.Request, tenant str
 	if v.count {
 		w.Header().Set("NGSILD-Results-Count", strconv.Itoa(res.Total))
 	}
-	ents := res.Entities
-	if v.proj != nil && v.proj.join != "" {
-		v.linked = h.linked(r, tenant, ents, v.proj.joinLevel)
-		if v.proj.join == "flat" {
-			seen := map[string]bool{}
-			for _, e := range ents {
-				seen[e.ID] = true
-			}
-			for _, id := range sortedKeys(v.linked) {
-				if !seen[id] {
-					ents = append(ents, v.linked[id])
-				}
+	var items []flatItem
+	if v.proj != nil {
+		s, picked := v.proj.sel()
+		items = make([]flatItem, 0, len(res.Entities))
+		for _, e := range res.Entities {
+			items = append(items, flatItem{e, s, picked})
+		}
+		if v.proj.join != "" {
+			v.linked = h.linked(r, tenant, res.Entities, v.proj.joinLevel)
+			if v.proj.join == "flat" {
+				items = v.proj.flatten(res.Entities, v.linked)
 			}
 		}
 	}
 	v.header(w)
 	pagingLinks(w, r, sel, res.Total, v.media)
 	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, 0, 1024*(len(ents)+1))
+	buf := make([]byte, 0, 1024*(len(res.Entities)+len(items)+1))
 	if v.media == mediaGeoJSON {
 		buf = append(buf, `{"type":"FeatureCollection","features":`...)
 		v.inCollection = true
 	}
 	buf = append(buf, '[')
 	first := true
-	for _, e := range ents {
-		var eb []byte
-		if v.proj != nil {
-			s, picked := v.proj.sel()
-			if eb = v.proj.render(v, e, s, picked, 0); eb == nil {
-				continue // nothing of it is selected
-			}
-		} else {
-			eb = v.appendEntity(nil, e)
-		}
+	add := func(eb []byte) {
 		if !first {
 			buf = append(buf, ',')
 		}
 		first = false
 		buf = append(buf, eb...)
+	}
+	if v.proj != nil {
+		for _, it := range items {
+			if eb := v.proj.render(v, it.e, it.sel, it.picked, 0); eb != nil {
+				add(eb) // entities that nothing is selected of are left out
+			}
+		}
+	} else {
+		for _, e := range res.Entities {
+			add(v.appendEntity(nil, e))
+		}
 	}
 	buf = append(buf, ']')
 	if v.media == mediaGeoJSON {

@@ -9,12 +9,12 @@ import (
 )
 
 const featureEntities = `[
- {"id":"urn:ngsi-ld:Building:B1","type":"Building","name":{"type":"Property","value":"Palazzo Te"},
+ {"id":"urn:ngsi-ld:Building:B1","type":"Building","name":{"type":"Property","value":"Palazzo Te","rank":{"type":"Property","value":2}},
   "height":{"type":"Property","value":12},
   "label":{"type":"LanguageProperty","languageMap":{"it":"palazzo","en":"palace"}},
   "speed":[{"type":"Property","value":1},{"type":"Property","value":2,"datasetId":"urn:ds:radar"}],
   "owner":{"type":"Relationship","object":"urn:ngsi-ld:Person:P1"}},
- {"id":"urn:ngsi-ld:Building:B2","type":"Building","name":{"type":"Property","value":"Duomo"},
+ {"id":"urn:ngsi-ld:Building:B2","type":"Building","name":{"type":"Property","value":"Duomo","rank":{"type":"Property","value":1}},
   "height":{"type":"Property","value":30}},
  {"id":"urn:ngsi-ld:Building:B3","type":"Building","height":{"type":"Property","value":20}},
  {"id":"urn:ngsi-ld:Person:P1","type":"Person","name":{"type":"Property","value":"Ada"}}]`
@@ -71,6 +71,8 @@ func TestQueryProjectionAndPaging(t *testing.T) {
 		{"pick empty braces", "type=Building&pick=id,owner{}", 400, nil},
 		{"nested pick without join", "type=Building&pick=owner{name}", 400, nil},
 		{"nested pick deeper than joinLevel", "type=Building&pick=owner{a{b}}&join=inline&joinLevel=1", 400, nil},
+		{"lang bad q-value", "type=Building&lang=fr;q=2", 400, nil},
+		{"lang nothing acceptable", "type=Building&lang=fr;q=0", 400, nil},
 		{"joinLevel out of range", "type=Building&join=inline&joinLevel=11", 400, nil},
 		{"lang normalized", "id=urn:ngsi-ld:Building:B1&lang=en", 200, func(t *testing.T, r response) {
 			if got := string(r.body); !strings.Contains(got, `"label":{"lang":"en","type":"Property","value":"palace"}`) {
@@ -83,7 +85,12 @@ func TestQueryProjectionAndPaging(t *testing.T) {
 			}
 		}},
 		{"lang any", "id=urn:ngsi-ld:Building:B1&lang=*", 200, func(t *testing.T, r response) {
-			if got := string(r.body); !strings.Contains(got, `"languageMap"`) {
+			if got := string(r.body); strings.Contains(got, `"languageMap"`) || !strings.Contains(got, `"lang":"`) {
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"lang ranked", "id=urn:ngsi-ld:Building:B1&lang=fr-CH,de;q=0.5,it;q=0.9,*;q=0.1&options=keyValues", 200, func(t *testing.T, r response) {
+			if got := string(r.body); !strings.Contains(got, `"label":"palazzo"`) {
 				t.Fatalf("%s", got)
 			}
 		}},
@@ -107,11 +114,48 @@ func TestQueryProjectionAndPaging(t *testing.T) {
 				t.Fatalf("%s", got)
 			}
 		}},
+		{"flat join shows linked entities with their nested pick", "id=urn:ngsi-ld:Building:B1&join=flat&pick=id,owner{id,name}", 200, func(t *testing.T, r response) {
+			if got := string(r.body); ids(t, r) != "B1 P1" || !strings.Contains(got, `{"id":"urn:ngsi-ld:Person:P1","name":{"type":"Property","value":"Ada"}}`) || strings.Contains(got, "height") {
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"flat join does not follow a relationship pick leaves out", "type=Building&join=flat&pick=id,name", 200, func(t *testing.T, r response) {
+			if got := ids(t, r); got != "B1 B2 B3" {
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"flat join does not follow a relationship omit removes", "id=urn:ngsi-ld:Building:B1&join=flat&omit=owner", 200, func(t *testing.T, r response) {
+			if got := ids(t, r); got != "B1" {
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"flat join omits nested members of linked entities", "id=urn:ngsi-ld:Building:B1&join=flat&omit=type,owner{name}", 200, func(t *testing.T, r response) {
+			if got := string(r.body); !strings.Contains(got, `{"id":"urn:ngsi-ld:Person:P1","type":"Person"}`) || strings.Contains(got, `"type":"Building"`) {
+				t.Fatalf("%s", got)
+			}
+		}},
 		{"nested pick with join", "id=urn:ngsi-ld:Building:B1&join=inline&pick=id,owner{name}", 200, func(t *testing.T, r response) {
 			if got := string(r.body); !strings.Contains(got, `"Ada"`) || strings.Contains(got, "height") || strings.Contains(got, `"entity":{"id"`) {
 				t.Fatalf("%s", got)
 			}
 		}},
+		{"orderBy sub-attribute", "type=Building&orderBy=name.rank", 200, func(t *testing.T, r response) {
+			if got := ids(t, r); got != "B2 B1 B3" {
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"orderBy sub-attribute desc then name", "type=Building&orderBy=type;asc,name.rank;desc,name", 200, func(t *testing.T, r response) {
+			if got := ids(t, r); got != "B1 B2 B3" {
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"orderBy attribute createdAt", "type=Building&orderBy=height.createdAt;desc", 200, func(t *testing.T, r response) {
+			if got := ids(t, r); got != "B1 B2 B3" { // one batch: same time, then by id
+				t.Fatalf("%s", got)
+			}
+		}},
+		{"orderBy path on a member", "type=Building&orderBy=id.x", 400, nil},
+		{"orderBy empty sub-attribute", "type=Building&orderBy=name..x", 400, nil},
 		{"orderBy desc", "type=Building&orderBy=height;desc", 200, func(t *testing.T, r response) {
 			if got := ids(t, r); got != "B2 B3 B1" {
 				t.Fatalf("%s", got)

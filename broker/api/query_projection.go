@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/url"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,15 +162,8 @@ func parseProjection(q url.Values, n names, hasAttrs bool) (*projection, error) 
 		}
 	}
 	if l := q.Get("lang"); l != "" {
-		for _, t := range splitList(l) {
-			t, _, _ = strings.Cut(t, ";") // a q-value, as in Accept-Language
-			if t = strings.TrimSpace(t); t == "" || strings.ContainsAny(t, " {}\"<>") {
-				return nil, badParam("lang: %q is not a language tag", t)
-			}
-			p.lang = append(p.lang, t)
-		}
-		if slices.Contains(p.lang, "*") {
-			p.lang = nil // every language: the LanguageProperty as it is
+		if p.lang, err = parseLang(l); err != nil {
+			return nil, err
 		}
 	}
 	switch j := q.Get("join"); j {
@@ -244,9 +236,48 @@ func (p *projection) entity(e *broker.Entity, sel *memberSel, picked bool) (*bro
 	return &c, langs
 }
 
+// parseLang reads the lang parameter (clause 4.15): language tags with
+// optional q-values as in Accept-Language ("fr-CH,fr;q=0.9,*;q=0.5"),
+// returned in order of preference; "*" stands for any language.
+func parseLang(l string) ([]string, error) {
+	type ranked struct {
+		tag string
+		q   float64
+	}
+	var rs []ranked
+	for _, t := range splitList(l) {
+		tag, params, _ := strings.Cut(t, ";")
+		tag = strings.TrimSpace(tag)
+		if tag == "" || strings.ContainsAny(tag, " {}\"<>;=") {
+			return nil, badParam("lang: %q is not a language tag", tag)
+		}
+		q := 1.0
+		if params = strings.TrimSpace(params); params != "" {
+			v, ok := strings.CutPrefix(params, "q=")
+			f, err := strconv.ParseFloat(v, 64)
+			if !ok || err != nil || f < 0 || f > 1 {
+				return nil, badParam("lang: %q is not a q-value (q=0 to q=1) for %s", params, tag)
+			}
+			q = f
+		}
+		if q > 0 {
+			rs = append(rs, ranked{tag, q})
+		}
+	}
+	if len(rs) == 0 {
+		return nil, badParam("lang: no language is acceptable in %q", l)
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].q > rs[j].q })
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.tag
+	}
+	return out, nil
+}
+
 // pickLang chooses the string of a language map for the languages asked
-// for: the first that is there, else the default (@none), else the first
-// language in order.
+// for, in order of preference: the first that is there ("*" takes any),
+// else the default (@none), else the first language in order.
 func pickLang(v any, want []string) (string, string, bool) {
 	lm, _ := v.(map[string]any)
 	if len(lm) == 0 {
@@ -265,6 +296,9 @@ func pickLang(v any, want []string) (string, string, bool) {
 		return "", false
 	}
 	for _, l := range want {
+		if l == "*" {
+			break
+		}
 		if s, ok := str(lm[l]); ok {
 			return s, l, true
 		}
@@ -375,31 +409,91 @@ func linkedIDs(e *broker.Entity) []string {
 	var ids []string
 	for _, is := range e.Attrs {
 		for _, a := range is {
-			switch a.Type {
-			case broker.Relationship:
-				switch o := a.Value.(type) {
-				case string:
-					ids = append(ids, o)
-				case []any:
-					for _, x := range o {
-						if s, ok := x.(string); ok {
-							ids = append(ids, s)
-						}
-					}
+			ids = appendObjects(ids, a)
+		}
+	}
+	return ids
+}
+
+// appendObjects appends the ids that a relationship instance names.
+func appendObjects(ids []string, a *broker.Attribute) []string {
+	switch a.Type {
+	case broker.Relationship:
+		switch o := a.Value.(type) {
+		case string:
+			ids = append(ids, o)
+		case []any:
+			for _, x := range o {
+				if s, ok := x.(string); ok {
+					ids = append(ids, s)
 				}
-			case broker.ListRelationship:
-				arr, _ := a.Value.([]any)
-				for _, x := range arr {
-					if m, ok := x.(map[string]any); ok {
-						if s, ok := m["object"].(string); ok {
-							ids = append(ids, s)
-						}
-					}
+			}
+		}
+	case broker.ListRelationship:
+		arr, _ := a.Value.([]any)
+		for _, x := range arr {
+			if m, ok := x.(map[string]any); ok {
+				if s, ok := m["object"].(string); ok {
+					ids = append(ids, s)
 				}
 			}
 		}
 	}
 	return ids
+}
+
+// flatItem is one entity of a flat join answer with the selection that
+// applies to it.
+type flatItem struct {
+	e      *broker.Entity
+	sel    *memberSel
+	picked bool
+}
+
+// flatten lists the entities of a flat join answer: the roots, then, level
+// by level up to joinLevel, the entities their kept relationships name
+// (ids sorted within a level), each once, with the nested pick/omit of the
+// relationship that reached it ("locatedAt{id,name}"). A relationship
+// that pick leaves out or omit removes is not followed.
+func (p *projection) flatten(roots []*broker.Entity, linked map[string]*broker.Entity) []flatItem {
+	sel, picked := p.sel()
+	items := make([]flatItem, 0, len(roots)+len(linked))
+	seen := make(map[string]bool, len(roots)+len(linked))
+	for _, e := range roots {
+		seen[e.ID] = true
+		items = append(items, flatItem{e, sel, picked})
+	}
+	level := items
+	for l := 0; l < p.joinLevel && len(level) > 0; l++ {
+		found := map[string]flatItem{}
+		for _, it := range level {
+			for _, name := range sortedKeys(it.e.Attrs) {
+				var sub *memberSel
+				if it.sel != nil {
+					if it.picked && !it.sel.has(name) || !it.picked && it.sel.has(name) && it.sel.names[name] == nil {
+						continue
+					}
+					sub = it.sel.names[name]
+				}
+				for _, a := range it.e.Attrs[name] {
+					for _, id := range appendObjects(nil, a) {
+						le := linked[id]
+						if le == nil || seen[id] {
+							continue
+						}
+						seen[id] = true
+						found[id] = flatItem{le, sub, sub != nil && it.picked}
+					}
+				}
+			}
+		}
+		level = level[:0:0]
+		for _, id := range sortedKeys(found) {
+			level = append(level, found[id])
+		}
+		items = append(items, level...)
+	}
+	return items
 }
 
 // sel returns the top-level selection and whether it is a pick.
