@@ -101,6 +101,11 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 	if a := q.Get("attrs"); a != "" {
 		v.attrs = map[string]bool{}
 		for _, t := range splitList(a) {
+			switch t {
+			case "id", "type", "@id", "@type", "scope":
+				// Members, not attributes: pick selects those.
+				return v, badParam("attrs: %q is an entity member, not an attribute name (pick=%s selects members)", t, t)
+			}
 			v.attrs[n.Canon(t)] = true
 		}
 	}

@@ -71,6 +71,7 @@ func TestQueryProjectionAndPaging(t *testing.T) {
 		{"pick empty braces", "type=Building&pick=id,owner{}", 400, nil},
 		{"nested pick without join", "type=Building&pick=owner{name}", 400, nil},
 		{"nested pick deeper than joinLevel", "type=Building&pick=owner{a{b}}&join=inline&joinLevel=1", 400, nil},
+		{"attrs naming members", "type=Building&attrs=id,type", 400, nil},
 		{"lang bad q-value", "type=Building&lang=fr;q=2", 400, nil},
 		{"lang nothing acceptable", "type=Building&lang=fr;q=0", 400, nil},
 		{"joinLevel out of range", "type=Building&join=inline&joinLevel=11", 400, nil},
