@@ -16,7 +16,8 @@ import (
 // JetStream on a local directory. It is the default: one binary, no other
 // service to install.
 type EmbeddedNATS struct {
-	srv *server.Server
+	srv  *server.Server
+	opts *server.Options // the server's own: it writes the ports it picked for -1
 }
 
 // EmbeddedOptions configure the embedded nats-server.
@@ -105,7 +106,25 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		}
 		return nil, fmt.Errorf("broker: embedded NATS did not start within 30s")
 	}
-	return &EmbeddedNATS{srv: srv}, nil
+	return &EmbeddedNATS{srv: srv, opts: opts}, nil
+}
+
+// MQTTAddr is the host:port of the MQTT listener ("" when it is off), with
+// the port the server picked when it was -1.
+func (e *EmbeddedNATS) MQTTAddr() string {
+	if e.opts.MQTT.Port == 0 {
+		return ""
+	}
+	return net.JoinHostPort(e.opts.MQTT.Host, strconv.Itoa(e.opts.MQTT.Port))
+}
+
+// WebSocketURL is the ws:// URL of the WebSocket listener ("" when it is
+// off), for nats.Connect.
+func (e *EmbeddedNATS) WebSocketURL() string {
+	if e.opts.Websocket.Port == 0 {
+		return ""
+	}
+	return e.srv.WebsocketURL()
 }
 
 func splitHostPort(addr string) (string, int, error) {
