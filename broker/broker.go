@@ -52,6 +52,9 @@ type Broker struct {
 	idLocks [idStripes]sync.Mutex
 	ctx     context.Context
 	cancel  context.CancelFunc
+	// schemas keeps the run-time data models in SchemaBucket; nil when
+	// the broker validates nothing.
+	schemas *schemaStore
 }
 
 // tenant is one NGSI-LD tenant: a stream and its read model.
@@ -113,6 +116,12 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	bctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{opts: o, log: o.Logger.With("component", "broker"), nc: o.Conn, js: js,
 		tenants: make(map[string]*tenant), ctx: bctx, cancel: cancel}
+	if reg := b.SchemaRegistry(); reg != nil {
+		if b.schemas, err = startSchemaStore(ctx, bctx, js, reg, o.Replicas, b.log); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	// The default tenant always exists.
 	if _, err := b.tenant(ctx, "", true); err != nil {
 		cancel()

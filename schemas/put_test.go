@@ -267,3 +267,33 @@ func TestRefusingFactory(t *testing.T) {
 		t.Fatalf("%d HTTP requests", n)
 	}
 }
+
+func TestRestore(t *testing.T) {
+	r := freshRegistry(t, Options{})
+	aq, ok := r.Get("AirQualityObserved")
+	if !ok {
+		t.Fatal("embedded model missing")
+	}
+	if err := r.Delete("AirQualityObserved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Put("AirQualityObserved", "", []byte(aq.Schema())); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Put of an embedded schema: %v (Restore exists because this is refused)", err)
+	}
+	if err := r.Restore(aq); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := r.Lookup(aq.TypeIRI); !ok || got != aq {
+		t.Fatal("restored model not found by its type")
+	}
+	// A restore cannot take a type that another model holds meanwhile.
+	if err := r.Delete("AirQualityObserved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Put("Air", aq.TypeIRI, []byte(`{"type":"object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(aq); !errors.Is(err, ErrConflict) {
+		t.Fatalf("restore over another model's type: %v", err)
+	}
+}

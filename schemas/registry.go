@@ -356,6 +356,20 @@ func (r *Registry) Put(name, typeIRI string, schema []byte) (m *Model, err error
 	return m, nil
 }
 
+// Restore makes a model this registry held before current again, exactly
+// as it was (an embedded model too, which Put cannot re-add): it undoes a
+// Put or Delete that could not be completed elsewhere. It fails with
+// ErrConflict if another model has taken the type IRI meanwhile.
+func (r *Registry) Restore(m *Model) error {
+	r.change.Lock()
+	defer r.change.Unlock()
+	if other, ok := r.byIRI[m.TypeIRI]; ok && other.Name != m.Name {
+		return fmt.Errorf("%w: model %s: type %s is now bound to model %s", ErrConflict, m.Name, m.TypeIRI, other.Name)
+	}
+	r.install(m, r.byName[m.Name])
+	return nil
+}
+
 // Delete removes the model of that name, embedded ones included. Models
 // compiled earlier against its schema keep working: each compiled model
 // holds what it $refs.

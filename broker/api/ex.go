@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,8 @@ func (h *Handler) registry() (*schemas.Registry, error) {
 func schemaError(err error) error {
 	kind := broker.ErrBadRequestData
 	switch {
+	case errors.Is(err, broker.ErrNotConnected), errors.Is(err, broker.ErrOperationNotSupported), errors.Is(err, context.Canceled):
+		return err // not the schema's fault
 	case errors.Is(err, schemas.ErrModelNotFound):
 		kind = broker.ErrNotFound
 	case errors.Is(err, schemas.ErrConflict):
@@ -128,8 +131,15 @@ func (h *Handler) putSchema(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, existed := reg.Get(name)
-	m, err := reg.Put(name, queryParams(r).Get("typeIRI"), data)
+	var m *schemas.Model
+	var existed bool
+	if reg == h.b.SchemaRegistry() {
+		// Stored in NATS: every replica gets it, and it survives restarts.
+		m, existed, err = h.b.PutSchema(r.Context(), name, queryParams(r).Get("typeIRI"), data)
+	} else {
+		_, existed = reg.Get(name)
+		m, err = reg.Put(name, queryParams(r).Get("typeIRI"), data)
+	}
 	if err != nil {
 		return schemaError(err)
 	}
@@ -151,7 +161,12 @@ func (h *Handler) deleteSchema(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := reg.Delete(name); err != nil {
+	if reg == h.b.SchemaRegistry() {
+		err = h.b.DeleteSchema(r.Context(), name)
+	} else {
+		err = reg.Delete(name)
+	}
+	if err != nil {
 		return schemaError(err)
 	}
 	h.log.Info("data model deleted", "request_id", RequestID(r.Context()), "model", name)
