@@ -30,9 +30,17 @@ type EmbeddedOptions struct {
 	ClientAddr string
 	// ServerName names the server in its logs and cluster (default "piazza").
 	ServerName string
-	// MQTTAddr and WebSocketAddr enable nats-server's MQTT and WebSocket listeners.
-	MQTTAddr, WebSocketAddr string
-	Logger                  *slog.Logger
+	// MQTTAddr is the host:port of nats-server's MQTT 3.1.1 listener, for
+	// apps that speak MQTT (mosquitto_sub, IoT dashboards): the topic
+	// piazza/<tenant>/<Type>/<id> is the subject piazza.<tenant>.<Type>.<id>.
+	// "" or "off" listens on no port; port -1 picks a random free port. MQTT
+	// keeps its sessions in JetStream, which the embedded server has.
+	MQTTAddr string
+	// WebSocketAddr is the host:port of nats-server's WebSocket listener
+	// (ws://, no TLS: put a TLS proxy in front for wss://), for NATS clients
+	// in browsers; same values as MQTTAddr.
+	WebSocketAddr string
+	Logger        *slog.Logger
 }
 
 // StartEmbeddedNATS starts the server and waits until it accepts connections.
@@ -75,16 +83,16 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		opts.Host, opts.Port = host, port
 	}
 	if o.MQTTAddr != "" && o.MQTTAddr != "off" {
-		host, port, err := splitHostPort(o.MQTTAddr)
+		host, port, err := listenerAddr("MQTT", o.MQTTAddr)
 		if err != nil {
-			return nil, fmt.Errorf("broker: MQTT address %q: %w", o.MQTTAddr, err)
+			return nil, err
 		}
 		opts.MQTT.Host, opts.MQTT.Port = host, port
 	}
 	if o.WebSocketAddr != "" && o.WebSocketAddr != "off" {
-		host, port, err := splitHostPort(o.WebSocketAddr)
+		host, port, err := listenerAddr("WebSocket", o.WebSocketAddr)
 		if err != nil {
-			return nil, fmt.Errorf("broker: WebSocket address %q: %w", o.WebSocketAddr, err)
+			return nil, err
 		}
 		opts.Websocket.Host, opts.Websocket.Port = host, port
 		opts.Websocket.NoTLS = true
@@ -125,6 +133,24 @@ func (e *EmbeddedNATS) WebSocketURL() string {
 		return ""
 	}
 	return e.srv.WebsocketURL()
+}
+
+// listenerAddr parses the address of the MQTT or WebSocket listener and
+// checks it can be listened on now: nats-server would only log the failure
+// and leave the start waiting.
+func listenerAddr(what, addr string) (string, int, error) {
+	host, port, err := splitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("broker: %s address %q: %w", what, addr, err)
+	}
+	if port > 0 {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", 0, fmt.Errorf("broker: cannot listen for %s on %s: %w", what, addr, err)
+		}
+		_ = l.Close()
+	}
+	return host, port, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
