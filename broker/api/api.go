@@ -43,6 +43,12 @@ type Options struct {
 	// and changes (the broker's validator's, so that a change applies to
 	// the next write); nil answers those requests 422.
 	Schemas *schemas.Registry
+	// Subscriptions keeps the NGSI-LD subscriptions (nil: the broker's,
+	// built at New).
+	Subscriptions *broker.SubscriptionStore
+	// NotificationHosts, if not empty, are the only hosts subscriptions may
+	// send notifications to (see broker.HostAllowed).
+	NotificationHosts []string
 }
 
 // Handler serves the NGSI-LD API over a broker. It is safe for concurrent use.
@@ -70,6 +76,9 @@ func New(b *broker.Broker, o Options) *Handler {
 	}
 	if o.Ready == nil {
 		o.Ready = b.Ready
+	}
+	if o.Subscriptions == nil {
+		o.Subscriptions = broker.NewSubscriptionStore(b, broker.SubscriptionStoreOptions{Logger: o.Logger})
 	}
 	h := &Handler{b: b, opts: o, log: o.Logger.With("component", "api"), ctxs: o.Contexts}
 	h.router = h.routes()
@@ -145,8 +154,10 @@ func (h *Handler) routes() chi.Router {
 		r.Get("/attributes", h.wrap(h.listAttributes))
 		r.Get("/attributes/{attr}", h.wrap(h.getAttribute))
 		r.Delete("/temporal/entities/{id}", h.wrap(h.deleteHistory))
+		h.subscriptionRoutes(r)
 	})
 	h.exRoutes(r)
+	h.exSubscriptionRoutes(r)
 	return r
 }
 

@@ -1,0 +1,163 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/piazza-city/piazza/broker/api"
+)
+
+const subBody = `{"id":"urn:ngsi-ld:Subscription:s1","type":"Subscription","entities":[{"type":"Vehicle"}],
+ "watchedAttributes":["speed"],"q":"speed>10","notification":{"format":"keyValues","endpoint":{"uri":"http://127.0.0.1:9/notify"}}}`
+
+func TestSubscriptionCRUD(t *testing.T) {
+	s := newServer(t, api.Options{})
+	r := s.do(t, "POST", "/ngsi-ld/v1/subscriptions/", subBody)
+	mustStatus(t, r, http.StatusCreated)
+	if loc := r.header.Get("Location"); loc != "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1" {
+		t.Fatalf("Location %q", loc)
+	}
+	checkProblem(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", subBody), http.StatusConflict, "AlreadyExists", "urn:ngsi-ld:Subscription:s1")
+
+	got := s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1?options=sysAttrs")
+	n := got["notification"].(map[string]any)
+	if got["type"] != "Subscription" || got["status"] != "active" || got["isActive"] != true || got["q"] != "speed>10" ||
+		n["format"] != "keyValues" || n["timesSent"] != json.Number("0") || n["status"] != "ok" || got["createdAt"] == nil {
+		t.Fatalf("subscription answer: %v", got)
+	}
+	if ep := n["endpoint"].(map[string]any); ep["accept"] != "application/json" || ep["uri"] != "http://127.0.0.1:9/notify" {
+		t.Fatalf("endpoint: %v", ep)
+	}
+
+	// A second one, generated id; the list pages and counts.
+	r = s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"type":"Subscription","entities":[{"type":"Bus"}],"notification":{"endpoint":{"uri":"http://127.0.0.1:9/b"}}}`)
+	mustStatus(t, r, http.StatusCreated)
+	if !strings.HasPrefix(r.header.Get("Location"), "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:") {
+		t.Fatalf("generated Location %q", r.header.Get("Location"))
+	}
+	for _, c := range []struct {
+		query string
+		n     int
+	}{{"", 2}, {"?limit=1", 1}, {"?limit=1&offset=1", 1}, {"?offset=5", 0}, {"?limit=0&count=true", 0}} {
+		t.Run("list"+c.query, func(t *testing.T) {
+			r := s.do(t, "GET", "/ngsi-ld/v1/subscriptions/"+c.query+sep(c.query)+"options=count", "")
+			mustStatus(t, r, http.StatusOK)
+			var list []map[string]any
+			if err := json.Unmarshal(r.body, &list); err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != c.n || r.header.Get("NGSILD-Results-Count") != "2" {
+				t.Fatalf("%d subscriptions, count %q: %s", len(list), r.header.Get("NGSILD-Results-Count"), r.body)
+			}
+		})
+	}
+	checkProblem(t, s.do(t, "GET", "/ngsi-ld/v1/subscriptions?limit=-1", ""), http.StatusBadRequest, "BadRequestData", "limit")
+
+	// PATCH merges members; null removes one; the result is validated.
+	mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1",
+		`{"isActive":false,"q":null,"notification":{"endpoint":{"uri":"http://127.0.0.1:9/other"}}}`), http.StatusNoContent)
+	got = s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1")
+	n = got["notification"].(map[string]any)
+	if got["status"] != "paused" || got["q"] != nil || n["format"] != "keyValues" || n["endpoint"].(map[string]any)["uri"] != "http://127.0.0.1:9/other" {
+		t.Fatalf("after PATCH: %v", got)
+	}
+	checkProblem(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", `{"throttling":-3}`),
+		http.StatusBadRequest, "BadRequestData", "throttling")
+	checkProblem(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:nope", `{"isActive":true}`),
+		http.StatusNotFound, "ResourceNotFound", "urn:ngsi-ld:Subscription:nope")
+
+	// Dead letters of a subscription: none yet.
+	r = s.do(t, "GET", "/ngsi-ld/ex/v1/subscriptions/urn:ngsi-ld:Subscription:s1/dead-letters", "")
+	mustStatus(t, r, http.StatusOK)
+	if strings.TrimSpace(string(r.body)) != "[]" || r.header.Get("NGSILD-Results-Count") != "0" {
+		t.Fatalf("dead letters: %s", r.body)
+	}
+
+	mustStatus(t, s.do(t, "DELETE", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", ""), http.StatusNoContent)
+	checkProblem(t, s.do(t, "GET", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", ""), http.StatusNotFound, "ResourceNotFound")
+	checkProblem(t, s.do(t, "DELETE", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", ""), http.StatusNotFound, "ResourceNotFound")
+	checkProblem(t, s.do(t, "GET", "/ngsi-ld/ex/v1/subscriptions/urn:ngsi-ld:Subscription:s1/dead-letters", ""), http.StatusNotFound, "ResourceNotFound")
+}
+
+func sep(q string) string {
+	if q == "" {
+		return "?"
+	}
+	return "&"
+}
+
+func TestSubscriptionTenants(t *testing.T) {
+	s := newServer(t, api.Options{})
+	mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", subBody, "NGSILD-Tenant", "city1"), http.StatusCreated)
+	checkProblem(t, s.do(t, "GET", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", ""), http.StatusNotFound, "ResourceNotFound")
+	s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", "NGSILD-Tenant", "city1")
+	r := s.do(t, "GET", "/ngsi-ld/v1/subscriptions?count=true", "")
+	mustStatus(t, r, http.StatusOK)
+	if r.header.Get("NGSILD-Results-Count") != "0" {
+		t.Fatalf("default tenant sees %s subscriptions", r.header.Get("NGSILD-Results-Count"))
+	}
+	// The same id in another tenant is another subscription.
+	mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", subBody), http.StatusCreated)
+}
+
+func TestSubscriptionContext(t *testing.T) {
+	s := newServer(t, api.Options{})
+	body := `{"@context":[{"speed":"https://example.org/vocab/speed","Vehicle":"https://example.org/vocab/Vehicle"},"https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"],
+	 "id":"urn:ngsi-ld:Subscription:ld","type":"Subscription","entities":[{"type":"Vehicle"}],"watchedAttributes":["speed"],
+	 "notification":{"endpoint":{"uri":"http://127.0.0.1:9/n"}}}`
+	mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", body, "Content-Type", "application/ld+json"), http.StatusCreated)
+	got := s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:ld", "Accept", "application/ld+json")
+	if got["@context"] == nil || got["watchedAttributes"].([]any)[0] != "speed" {
+		t.Fatalf("JSON-LD answer: %v", got)
+	}
+	// A body @context with application/json is refused, as for entities.
+	checkProblem(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", body), http.StatusBadRequest, "BadRequestData", "@context")
+}
+
+func TestSubscriptionValidation(t *testing.T) {
+	s := newServer(t, api.Options{NotificationHosts: []string{"127.0.0.1", "*.example.org"}})
+	files, err := filepath.Glob("../testdata/subscriptions/*.bad.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	type tc struct {
+		name, body, want string
+	}
+	cases := []tc{
+		{"host not allowed", `{"type":"Subscription","entities":[{"type":"V"}],"notification":{"endpoint":{"uri":"http://10.0.0.1/n"}}}`, `host "10.0.0.1" is not in the allowed`},
+		{"empty body object", `{}`, "type"},
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fx struct {
+			Want string          `json:"want"`
+			Body json.RawMessage `json:"body"`
+		}
+		if err := json.Unmarshal(data, &fx); err != nil {
+			t.Fatal(err)
+		}
+		// The fixtures aim at host h, which this server's list does not allow.
+		body := strings.ReplaceAll(string(fx.Body), "//h/", "//127.0.0.1/")
+		body = strings.ReplaceAll(body, "//h:1883", "//a.example.org:1883")
+		cases = append(cases, tc{filepath.Base(f), body, fx.Want})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := s.do(t, "POST", "/ngsi-ld/v1/subscriptions", c.body)
+			if c.name == "not-object.bad.json" {
+				checkProblem(t, r, http.StatusBadRequest, "InvalidRequest")
+				return
+			}
+			checkProblem(t, r, http.StatusBadRequest, "BadRequestData", c.want)
+		})
+	}
+	checkProblem(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"type":`), http.StatusBadRequest, "InvalidRequest")
+	checkProblem(t, s.do(t, "GET", "/ngsi-ld/v1/subscriptions/not%20a%20uri", ""), http.StatusBadRequest, "BadRequestData")
+}
