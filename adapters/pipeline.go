@@ -317,6 +317,11 @@ type Options struct {
 	Progress func(Progress)
 	// ProgressEvery defaults to 1000 records.
 	ProgressEvery int
+	// Synced, if set, is called each time everything read so far has been
+	// delivered (or rejected): after each poll of a polled source and at
+	// the end of a run. A long-running pipeline's "last success" is the
+	// time of its last call. It runs on the pipeline goroutine.
+	Synced func(Progress)
 	// MaxErrors caps Summary.Errors and the warnings logged (default 100).
 	MaxErrors int
 }
@@ -591,7 +596,13 @@ func (r *runner) Sync() error {
 	if err := r.flush(); err != nil {
 		return err
 	}
-	return r.wait()
+	if err := r.wait(); err != nil {
+		return err
+	}
+	if r.opts.Synced != nil {
+		r.opts.Synced(r.progress(false))
+	}
+	return nil
 }
 
 // flush hands the current batch to the sink, in a goroutine, so that the
@@ -739,10 +750,14 @@ func (r *runner) report(done bool) {
 	if r.opts.Progress == nil {
 		return
 	}
+	r.opts.Progress(r.progress(done))
+}
+
+func (r *runner) progress(done bool) Progress {
 	p := Progress{Pipeline: r.cfg.Name, Read: r.sum.Read, Mapped: r.sum.Mapped, Written: r.sum.Written,
 		Unchanged: r.sum.Unchanged, Rejected: r.sum.Rejected, Bytes: r.offset, Elapsed: time.Since(r.start), Done: done}
 	if sz, ok := r.src.(Sizer); ok {
 		p.TotalBytes = sz.Size()
 	}
-	r.opts.Progress(p)
+	return p
 }
