@@ -283,7 +283,7 @@ func (p *MQTTPublisher) Publish(ctx context.Context, target *url.URL, qos byte, 
 			p.log.Debug("MQTT connection lost, reconnecting", "broker", t.redacted, "err", err)
 			continue
 		}
-		return fmt.Errorf("%w (publishing to %s)", err, t.redacted)
+		return err // it names the broker already
 	}
 }
 

@@ -3,8 +3,16 @@ package broker
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -660,4 +668,68 @@ func BenchmarkMQTTPublish(b *testing.B) {
 			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
 		})
 	}
+}
+
+// TestMQTTPublishTLS: mqtts:// to mosquitto with a TLS listener; the broker's
+// certificate is checked (an unknown CA is refused with a clear error).
+func TestMQTTPublishTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSignedCert(t)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := startMosquitto(t, "allow_anonymous true\ncertfile "+certFile+"\nkeyfile "+keyFile+"\n")
+	sub := startMosquittoSub(t, m.addr, "tls/#", 1, "--cafile", certFile)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	target := mustURL(t, "mqtts://"+m.addr+"/tls/x")
+
+	untrusting := NewMQTTPublisher(nil)
+	defer untrusting.Close()
+	if err := untrusting.Publish(ctx, target, 1, []byte("no")); !errors.Is(err, ErrMQTTUnreachable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("untrusted certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	p := NewMQTTPublisher(nil, MQTTTLSConfig(&tls.Config{RootCAs: pool}))
+	defer p.Close()
+	if err := p.Publish(ctx, target, 1, []byte("yes")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sub.next(t, 10*time.Second); got != "tls/x yes" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// selfSignedCert makes a certificate for 127.0.0.1, its own CA.
+func selfSignedCert(t testing.TB) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "piazza test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
