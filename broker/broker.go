@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a Broker.
@@ -37,6 +38,9 @@ type Options struct {
 	// keeps for fast reads (default 16384; negative: none).
 	EntityCache int
 	Logger      *slog.Logger
+	// Metrics registers the broker's Prometheus metrics (metrics.go); nil
+	// exports none.
+	Metrics prometheus.Registerer
 }
 
 // Broker is the core of Piazza: the write path and the read models of every
@@ -52,6 +56,7 @@ type Broker struct {
 	idLocks [idStripes]sync.Mutex
 	ctx     context.Context
 	cancel  context.CancelFunc
+	m       *metrics // nil: no metrics
 	// schemas keeps the run-time data models in SchemaBucket; nil when
 	// the broker validates nothing.
 	schemas *schemaStore
@@ -116,6 +121,10 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	bctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{opts: o, log: o.Logger.With("component", "broker"), nc: o.Conn, js: js,
 		tenants: make(map[string]*tenant), ctx: bctx, cancel: cancel}
+	if b.m, err = newMetrics(o.Metrics, b); err != nil {
+		cancel()
+		return nil, err
+	}
 	if reg := b.SchemaRegistry(); reg != nil {
 		if b.schemas, err = startSchemaStore(ctx, bctx, js, reg, o.Replicas, b.log); err != nil {
 			cancel()

@@ -39,6 +39,9 @@ var (
 	ErrOperationNotSupported = errors.New("broker: operation not supported")
 	// ErrInternal means something failed inside the broker.
 	ErrInternal = errors.New("broker: internal error")
+	// ErrNotReady means the broker cannot serve yet: a stream does not
+	// answer, or a read model is far behind its stream (CheckReady).
+	ErrNotReady = errors.New("broker: not ready")
 )
 
 // Error is an error of a known kind with a human-readable detail that names the

@@ -52,6 +52,8 @@ type job struct {
 	// next is the state prepare built; handed is its handoff entry.
 	next   *Entity
 	handed *handoffEntry
+	// kind is the operation asked for (metrics); op the one the step chose.
+	kind, op string
 }
 
 func (b *Broker) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -83,7 +85,7 @@ func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Va
 		cur = cur.Clone()
 	}
 	next, op, nu, err := j.step(cur, ts)
-	j.out.NotUpdated = nu
+	j.out.NotUpdated, j.op = nu, op
 	if err != nil {
 		j.out.Err = err
 		return nil
@@ -129,6 +131,7 @@ func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Va
 // stream's fresh state. Jobs on the same id run in request order. It waits
 // until the read model has applied every committed write.
 func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
+	defer b.m.wrote(jobs)
 	ctx, cancel := b.writeContext(ctx)
 	defer cancel()
 	var maxSeq uint64
@@ -267,12 +270,12 @@ func (b *Broker) retry(ctx context.Context, t *tenant, j *job) {
 }
 
 // one runs a single job and returns its outcome as an error if it failed.
-func (b *Broker) one(ctx context.Context, tenantName string, create, del bool, id string, step stepFunc) (Outcome, error) {
+func (b *Broker) one(ctx context.Context, tenantName, kind string, create, del bool, id string, step stepFunc) (Outcome, error) {
 	t, err := b.tenant(ctx, tenantName, create)
 	if err != nil {
 		return Outcome{}, err
 	}
-	j := &job{id: id, step: step, out: Outcome{ID: id}, del: del}
+	j := &job{id: id, step: step, out: Outcome{ID: id}, del: del, kind: kind}
 	// Writers of one entity in this process take turns, so that they do
 	// not race each other on the stream; other replicas still may.
 	l := &b.idLocks[stripe(id)]
@@ -296,7 +299,7 @@ func notFound(id string) error {
 // Create commits a new entity. It fails with ErrAlreadyExists if the id is
 // live (under any type).
 func (b *Broker) Create(ctx context.Context, tenant string, e *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, true, false, e.ID, createStep(e))
+	return b.one(ctx, tenant, OpCreate, true, false, e.ID, createStep(e))
 }
 
 func createStep(e *Entity) stepFunc {
@@ -324,7 +327,7 @@ func (b *Broker) Get(ctx context.Context, tenantName, id string) (*Entity, error
 
 // Replace replaces all attributes of an entity (PUT /entities/{id}).
 func (b *Broker) Replace(ctx context.Context, tenant, id string, next *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, OpReplace, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -334,7 +337,7 @@ func (b *Broker) Replace(ctx context.Context, tenant, id string, next *Entity) (
 
 // Merge merges a fragment into an entity (PATCH /entities/{id}).
 func (b *Broker) Merge(ctx context.Context, tenant, id string, frag *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, mergeStep(id, frag))
+	return b.one(ctx, tenant, OpMerge, false, false, id, mergeStep(id, frag))
 }
 
 func mergeStep(id string, frag *Entity) stepFunc {
@@ -348,7 +351,7 @@ func mergeStep(id string, frag *Entity) stepFunc {
 
 // Append adds attributes (POST /entities/{id}/attrs).
 func (b *Broker) Append(ctx context.Context, tenant, id string, frag *Entity, noOverwrite bool) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, appendStep(id, frag, noOverwrite))
+	return b.one(ctx, tenant, OpAppend, false, false, id, appendStep(id, frag, noOverwrite))
 }
 
 func appendStep(id string, frag *Entity, noOverwrite bool) stepFunc {
@@ -363,7 +366,7 @@ func appendStep(id string, frag *Entity, noOverwrite bool) stepFunc {
 
 // UpdateAttrs overwrites existing attributes (PATCH /entities/{id}/attrs).
 func (b *Broker) UpdateAttrs(ctx context.Context, tenant, id string, frag *Entity) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, OpUpdate, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -374,7 +377,7 @@ func (b *Broker) UpdateAttrs(ctx context.Context, tenant, id string, frag *Entit
 
 // PatchAttr merges members into one attribute (PATCH /entities/{id}/attrs/{attr}).
 func (b *Broker) PatchAttr(ctx context.Context, tenant, id, name string, patch *Attribute) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, OpUpdate, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -396,7 +399,7 @@ func (b *Broker) PatchAttr(ctx context.Context, tenant, id, name string, patch *
 
 // ReplaceAttr replaces one attribute instance (PUT /entities/{id}/attrs/{attr}).
 func (b *Broker) ReplaceAttr(ctx context.Context, tenant, id, name string, a *Attribute) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
+	return b.one(ctx, tenant, OpReplace, false, false, id, func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
 			return nil, "", nil, notFound(id)
 		}
@@ -422,7 +425,7 @@ func attrNotFound(id, name, datasetID string) error {
 
 // DeleteAttr deletes an attribute instance, or all of them with all.
 func (b *Broker) DeleteAttr(ctx context.Context, tenant, id, name, datasetID string, all bool) (Outcome, error) {
-	return b.one(ctx, tenant, false, false, id, deleteAttrStep(id, name, datasetID, all))
+	return b.one(ctx, tenant, OpUpdate, false, false, id, deleteAttrStep(id, name, datasetID, all))
 }
 
 func deleteAttrStep(id, name, datasetID string, all bool) stepFunc {
@@ -455,7 +458,7 @@ func deleteAttrStep(id, name, datasetID string, all bool) stepFunc {
 
 // Delete deletes an entity: a tombstone on its subject.
 func (b *Broker) Delete(ctx context.Context, tenant, id string) (Outcome, error) {
-	return b.one(ctx, tenant, false, true, id, deleteStep)
+	return b.one(ctx, tenant, OpDelete, false, true, id, deleteStep)
 }
 
 func deleteStep(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
@@ -505,7 +508,7 @@ func (b *Broker) Batch(ctx context.Context, tenantName string, kind BatchKind, e
 		case BatchDelete:
 			step = deleteStep
 		}
-		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: kind == BatchDelete}
+		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: kind == BatchDelete, kind: batchOps[kind]}
 	}
 	b.run(ctx, t, jobs)
 	out := make([]Outcome, len(jobs))
@@ -569,7 +572,7 @@ func (b *Broker) Purge(ctx context.Context, tenantName string, p PurgeRequest) (
 				return cur, OpUpdate, nil, nil
 			}
 		}
-		jobs = append(jobs, &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: len(p.Drop) == 0 && len(p.Keep) == 0})
+		jobs = append(jobs, &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: len(p.Drop) == 0 && len(p.Keep) == 0, kind: opPurge})
 	}
 	b.run(ctx, t, jobs)
 	out := make([]Outcome, len(jobs))
@@ -593,7 +596,8 @@ func toSet(ss []string) map[string]bool {
 // DeleteHistory deletes an entity with its whole history (the temporal
 // representation): a live entity gets a tombstone first, so that every
 // replica's read model drops it; then the log keeps only that tombstone.
-func (b *Broker) DeleteHistory(ctx context.Context, tenantName, id string) error {
+func (b *Broker) DeleteHistory(ctx context.Context, tenantName, id string) (err error) {
+	defer func() { b.m.wroteOne(opDeleteHistory, err) }()
 	t, err := b.tenant(ctx, tenantName, false)
 	if err != nil {
 		return err

@@ -89,6 +89,7 @@ func (b *Broker) keepAside(ctx context.Context, t *tenant, j *job) {
 		j.out.Err = fmt.Errorf("broker: quarantine unavailable, write refused: %w", translateNATS(err))
 		return
 	}
+	b.m.kept(entry.Type)
 	b.log.Warn("write quarantined", "tenant", t.name, "id", entry.ID, "model", q.model, "violations", len(q.violations), "entry", ack.Sequence)
 	j.out.Err = &Error{Kind: ErrBadRequestData, Entity: entry.ID, Violations: q.violations, Quarantine: ack.Sequence,
 		Detail: describeViolations(entry.ID, q.model, q.violations) + "; the write is kept in quarantine as entry " + strconv.FormatUint(ack.Sequence, 10)}

@@ -83,6 +83,7 @@ func (c ValidationConfig) Check() error {
 type Validator struct {
 	reg *schemas.Registry
 	cfg ValidationConfig
+	m   *metrics // set by the broker that uses it; nil counts nothing
 }
 
 // NewValidator builds a validator over a registry of models.
@@ -147,6 +148,7 @@ func (v *Validator) check(tenant string, e *Entity) verdict {
 		m, ok := v.reg.Lookup(jsonld.Core().Expand(t))
 		policy, unknown := v.policyFor(tenant, short)
 		if !ok {
+			v.m.validated(short, policy, validUnknown)
 			if unknown == "reject" {
 				out.err = &Error{Kind: ErrBadRequestData, Entity: e.ID,
 					Detail: fmt.Sprintf("entity %s: type %s has no data model, and this broker rejects unknown types", e.ID, t)}
@@ -166,6 +168,7 @@ func (v *Validator) check(tenant string, e *Entity) verdict {
 			out.err = fmt.Errorf("%w: validating %s against %s: %v", ErrInternal, e.ID, m.Name, err)
 			return out
 		}
+		v.m.validated(short, policy, validOutcome(vs))
 		if len(vs) > 0 && stricter(policy, out.policy) {
 			out.policy, out.model, out.violations = policy, m.Name, vs
 		}

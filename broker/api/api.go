@@ -22,6 +22,7 @@ import (
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
 	"github.com/piazza-city/piazza/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure the HTTP API.
@@ -49,15 +50,18 @@ type Options struct {
 	// NotificationHosts, if not empty, are the only hosts subscriptions may
 	// send notifications to (see broker.HostAllowed).
 	NotificationHosts []string
+	// Metrics registers the HTTP metrics (metrics.go); nil exports none.
+	Metrics prometheus.Registerer
 }
 
 // Handler serves the NGSI-LD API over a broker. It is safe for concurrent use.
 type Handler struct {
-	b      *broker.Broker
-	opts   Options
-	log    *slog.Logger
-	ctxs   *jsonld.Loader
-	router chi.Router
+	b       *broker.Broker
+	opts    Options
+	log     *slog.Logger
+	ctxs    *jsonld.Loader
+	router  chi.Router
+	metrics *httpMetrics // nil: no metrics
 }
 
 // New builds the API handler.
@@ -81,6 +85,10 @@ func New(b *broker.Broker, o Options) *Handler {
 		o.Subscriptions = broker.NewSubscriptionStore(b, broker.SubscriptionStoreOptions{Logger: o.Logger})
 	}
 	h := &Handler{b: b, opts: o, log: o.Logger.With("component", "api"), ctxs: o.Contexts}
+	var err error
+	if h.metrics, err = newHTTPMetrics(o.Metrics); err != nil {
+		h.log.Error("HTTP metrics disabled", "err", err)
+	}
 	h.router = h.routes()
 	return h
 }
@@ -98,13 +106,16 @@ func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
 					panic(v)
 				}
 				h.log.Error("handler panic", "request_id", RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-				h.writeProblem(w, r, fmt.Errorf("%w: unexpected failure", broker.ErrInternal))
+				err := fmt.Errorf("%w: unexpected failure", broker.ErrInternal)
+				noteProblem(w, err)
+				h.writeProblem(w, r, err)
 			}
 		}()
 		if t := r.Header.Get("NGSILD-Tenant"); t != "" {
 			w.Header().Set("NGSILD-Tenant", t)
 		}
 		if err := f(w, r); err != nil {
+			noteProblem(w, err)
 			h.writeProblem(w, r, err)
 		}
 	}
@@ -112,7 +123,7 @@ func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
 
 func (h *Handler) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(h.requestLog, stripSlash, middleware.GetHead)
+	r.Use(h.metrics.instrument, h.requestLog, stripSlash, middleware.GetHead)
 	r.NotFound(h.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("no resource at %s", r.URL.Path)}
 	}))

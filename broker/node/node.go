@@ -9,9 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,63 +22,8 @@ import (
 	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
 	"github.com/piazza-city/piazza/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
-
-// Config configures a node. The zero value of each field means its default.
-type Config struct {
-	// HTTPAddr is the NGSI-LD API's listen address. Default ":1026".
-	HTTPAddr string
-	// DataDir holds the embedded NATS JetStream files. Default "./data".
-	DataDir string
-	// NATSAddr is the embedded nats-server's client listener for apps.
-	// Default "127.0.0.1:4222"; "off" listens on no port.
-	NATSAddr string
-	// NATSURL connects to an existing NATS (cluster) instead of embedding one.
-	NATSURL string
-	// Replicas of each tenant's stream. Default 1 (3 on a cluster is usual).
-	Replicas int
-	// History is how many states per entity the log keeps; 0 keeps all.
-	History int64
-	// MaxBodyBytes caps request bodies. Default 8 MiB.
-	MaxBodyBytes int64
-	// ContextFiles serves @context URLs from local files (offline sites).
-	ContextFiles map[string]string
-	// ContextTimeout bounds the fetch of a remote @context. Default 5s.
-	ContextTimeout time.Duration
-	// ContextsOffline never fetches a @context over the network: only the
-	// built-in ones and ContextFiles resolve (air-gapped sites).
-	ContextsOffline bool
-	// ShutdownGrace bounds the drain of in-flight requests. Default 10s.
-	ShutdownGrace time.Duration
-	// AccessLog logs every HTTP request at Info.
-	AccessLog bool
-	// SchemasDir holds the operator's own Smart Data Models schemas.
-	SchemasDir string
-	// Validation is the validation policy; the zero value enforces every
-	// model on every type that has one and allows other types.
-	Validation broker.ValidationConfig
-	// Version is reported by /version.
-	Version string
-	Logger  *slog.Logger
-}
-
-func (c *Config) defaults() {
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":1026"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "./data"
-	}
-	if c.NATSAddr == "" {
-		c.NATSAddr = "127.0.0.1:4222"
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 10 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-}
 
 // Node is a running Piazza node.
 type Node struct {
@@ -88,6 +36,13 @@ type Node struct {
 	srv     *http.Server
 	handler http.Handler
 	done    chan error
+
+	reg        *prometheus.Registry
+	state      atomic.Int32 // stateStarting, stateServing, stateDraining
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+	stopOnce   sync.Once
+	stopErr    error
 }
 
 // Start starts a node and returns when it serves. A failure at start (data
@@ -95,14 +50,17 @@ type Node struct {
 // error, with everything started so far stopped again.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), done: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), done: make(chan error, 1), reg: newRegistry(cfg.Version)}
 	defer func() {
 		if err != nil {
 			n.close()
 		}
 	}()
+	if err := n.startMetrics(); err != nil {
+		return nil, err
+	}
 	if cfg.NATSURL != "" {
-		n.nc, err = nats.Connect(cfg.NATSURL,
+		n.nc, err = nats.Connect(cfg.NATSURL, append(natsAuth(cfg),
 			nats.Name("piazza"),
 			nats.MaxReconnects(-1),
 			nats.RetryOnFailedConnect(false),
@@ -113,7 +71,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			nats.ReconnectHandler(func(c *nats.Conn) {
 				n.log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted())
 			}),
-		)
+		)...)
 		if err != nil {
 			return nil, fmt.Errorf("cannot connect to NATS at %s: %w", cfg.NATSURL, err)
 		}
@@ -141,6 +99,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.b, err = broker.New(ctx, broker.Options{
 		Conn: n.nc, Replicas: cfg.Replicas, History: cfg.History, Logger: cfg.Logger, Validator: validator,
+		Metrics: n.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -153,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.handler = api.New(n.b, api.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes, Contexts: loader, Version: cfg.Version, Logger: cfg.Logger,
-		AccessLog: cfg.AccessLog, Schemas: reg,
+		AccessLog: cfg.AccessLog, Schemas: reg, Metrics: n.reg, Ready: n.ready,
 	})
 	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -161,12 +120,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.srv = &http.Server{
 		Handler:           n.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.With("component", "http").Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          n.httpErrorLog("http"),
 	}
 	go func() {
 		err := n.srv.Serve(n.ln)
@@ -175,6 +134,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.done <- err
 	}()
+	n.state.Store(stateServing)
 	n.log.Info("serving the NGSI-LD API", "addr", n.ln.Addr().String())
 	return n, nil
 }
@@ -199,15 +159,41 @@ func (n *Node) Broker() *broker.Broker { return n.b }
 // Done delivers the HTTP server's error if it stops on its own.
 func (n *Node) Done() <-chan error { return n.done }
 
-// Shutdown stops accepting requests, drains those in flight within the
-// grace period, then stops the broker and NATS.
+// Shutdown stops the node within the grace period (Config.ShutdownGrace),
+// losing nothing acknowledged: /readyz turns 503 at once; after
+// ShutdownDelay the API stops accepting connections and the requests in
+// flight run to their end (their writes are committed and answered); then
+// the broker's read models, the NATS connection and the embedded server
+// stop, and the metrics listener last. Requests still running when the
+// grace ends are cut, and Shutdown returns the context's error. Later
+// calls return the first call's result.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() { n.stopErr = n.shutdown(ctx) })
+	return n.stopErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()
+	n.state.Store(stateDraining)
+	start := time.Now()
+	n.log.Info("draining", "delay", n.cfg.ShutdownDelay, "grace", n.cfg.ShutdownGrace)
+	if d := n.cfg.ShutdownDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	var err error
 	if n.srv != nil {
-		err = n.srv.Shutdown(ctx)
+		if err = n.srv.Shutdown(ctx); err != nil {
+			_ = n.srv.Close()
+			err = fmt.Errorf("requests still in flight after the grace period of %v were cut: %w", n.cfg.ShutdownGrace, err)
+		}
 	}
+	n.log.Info("requests drained", "took", time.Since(start).Round(time.Millisecond))
 	n.close()
 	return err
 }
@@ -220,10 +206,36 @@ func (n *Node) close() {
 		n.b.Close()
 	}
 	if n.nc != nil {
-		_ = n.nc.Drain()
+		// Writes were acknowledged before their requests ended; flush what
+		// else is buffered (read-model consumer acks) and close.
+		_ = n.nc.FlushTimeout(time.Second)
 		n.nc.Close()
 	}
 	if n.ns != nil {
 		n.ns.Shutdown()
 	}
+	if n.metricsSrv != nil {
+		_ = n.metricsSrv.Close()
+	} else if n.metricsLn != nil {
+		_ = n.metricsLn.Close()
+	}
+}
+
+// natsAuth is the authentication options for an external NATS.
+func natsAuth(cfg Config) []nats.Option {
+	var o []nats.Option
+	if cfg.NATSCredentials != "" {
+		o = append(o, nats.UserCredentials(cfg.NATSCredentials))
+	}
+	if cfg.NATSToken != "" {
+		o = append(o, nats.Token(cfg.NATSToken))
+	}
+	if cfg.NATSUser != "" {
+		o = append(o, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
+	return o
+}
+
+func (n *Node) httpErrorLog(component string) *log.Logger {
+	return slog.NewLogLogger(n.cfg.Logger.With("component", component).Handler(), slog.LevelWarn)
 }
