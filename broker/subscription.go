@@ -632,6 +632,13 @@ func parseEndpoint(v any, o SubscriptionParseOptions) (Endpoint, error) {
 	if (scheme == "mqtt" || scheme == "mqtts" || scheme == "nats") && strings.Trim(u.Path, "/") == "" {
 		return ep, subErr("notification.endpoint.uri", "%q names no topic or subject (its path)", raw)
 	}
+	if scheme == "nats" {
+		for _, tok := range strings.Split(natsSubjectOf(u), ".") {
+			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+				return ep, subErr("notification.endpoint.uri", "%q does not name a NATS subject (nats:///a/b publishes on a.b)", raw)
+			}
+		}
+	}
 	if h := u.Hostname(); h != "" && !HostAllowed(h, o.AllowedHosts) {
 		return ep, subErr("notification.endpoint.uri", "host %q is not in the allowed notification hosts", h)
 	}

@@ -1,0 +1,490 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// subStatus are the delivery counters of one subscription while this
+// notifier leads; flushStatus writes the changed ones to PIAZZA_NOTIFIER.
+type subStatus struct {
+	mu    sync.Mutex
+	d     DeliveryStatus
+	dirty bool
+}
+
+// status returns the counters of a subscription, loaded from NATS at first use.
+func (n *Notifier) status(ctx context.Context, tenant, id string) *subStatus {
+	ref := subRef(tenant, id)
+	n.mu.Lock()
+	st := n.stats[ref]
+	n.mu.Unlock()
+	if st != nil {
+		return st
+	}
+	d, err := n.store.Status(ctx, tenant, id)
+	if err != nil {
+		n.log.Warn("delivery status unreadable; counting from zero", "tenant", tenant, "subscription", id, "err", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st = n.stats[ref]; st == nil {
+		st = &subStatus{d: d}
+		n.stats[ref] = st
+	}
+	return st
+}
+
+// flushStatus writes the counters that changed.
+func (n *Notifier) flushStatus(ctx context.Context) {
+	n.mu.Lock()
+	var refs []string
+	var sts []*subStatus
+	for ref, st := range n.stats {
+		refs = append(refs, ref)
+		sts = append(sts, st)
+	}
+	n.mu.Unlock()
+	for i, st := range sts {
+		st.mu.Lock()
+		if !st.dirty {
+			st.mu.Unlock()
+			continue
+		}
+		data, _ := json.Marshal(st.d)
+		st.dirty = false
+		st.mu.Unlock()
+		tenant, id := splitRef(refs[i])
+		if n.store.lookup(tenant, id) == nil {
+			continue // deleted meanwhile
+		}
+		if _, err := n.store.state.Put(ctx, statusKey(tenant, id), data); err != nil && ctx.Err() == nil {
+			n.log.Warn("delivery status not saved", "tenant", tenant, "subscription", id, "err", err)
+			st.mu.Lock()
+			st.dirty = true
+			st.mu.Unlock()
+		}
+	}
+}
+
+// held is a queued notification taken from the queue and not yet acknowledged.
+type held struct {
+	msg jetstream.Msg
+	p   notifPayload
+}
+
+// workLoop delivers the notifications of one subscription, restarting its
+// consumer after a failure.
+func (n *Notifier) workLoop(ctx context.Context, tenant, id string) {
+	fresh := true
+	for ctx.Err() == nil {
+		err := n.work(ctx, tenant, id, fresh)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			fresh = false
+			continue
+		}
+		n.log.Warn("delivery worker stopped; restarting", "tenant", tenant, "subscription", id, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// work runs a subscription's consumer. A fresh start (this notifier just
+// took the lead) makes the consumer anew, so that whatever the previous
+// leader took and did not acknowledge comes first, in order.
+func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) error {
+	st, err := n.b.js.Stream(ctx, notifyStream)
+	if err != nil {
+		return err
+	}
+	name := consumerName(tenant, id)
+	if fresh {
+		if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: name,
+		Description:   "notifications of subscription " + id,
+		FilterSubject: notifySubject(tenant, id), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 5 * time.Minute, MaxAckPending: 4096, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	var pending []held
+	var lastSent time.Time
+	for {
+		s := n.store.lookup(tenant, id)
+		if s == nil {
+			return nil
+		}
+		wait := time.Second
+		if len(pending) > 0 {
+			wait = max(time.Until(lastSent.Add(s.Throttling)), 0)
+		}
+		var m jetstream.Msg
+		var nerr error
+		if wait > 0 || len(pending) == 0 {
+			wctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
+			m, nerr = it.Next(jetstream.NextContext(wctx))
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if m == nil {
+			if nerr != nil && !errors.Is(nerr, context.DeadlineExceeded) && !errors.Is(nerr, nats.ErrTimeout) {
+				return nerr
+			}
+			if len(pending) > 0 && !time.Now().Before(lastSent.Add(s.Throttling)) {
+				n.deliver(ctx, s, pending)
+				lastSent, pending = time.Now(), nil
+			}
+			for _, h := range pending {
+				_ = h.msg.InProgress()
+			}
+			continue
+		}
+		var p notifPayload
+		if err := json.Unmarshal(m.Data(), &p); err != nil {
+			n.log.Warn("unreadable queued notification dropped", "subscription", id, "err", err)
+			_ = m.Term()
+			continue
+		}
+		if s.Status(time.Now()) != StatusActive {
+			_ = m.Ack() // paused or expired: nothing is sent
+			continue
+		}
+		pending = append(pending, held{msg: m, p: p})
+		if s.Throttling > 0 && time.Since(lastSent) < s.Throttling {
+			continue // held until the end of the window
+		}
+		n.deliver(ctx, s, pending)
+		lastSent, pending = time.Now(), nil
+	}
+}
+
+// deliver sends one notification for the held messages (the latest state of
+// each entity, in the order of their first change), with retries, and
+// acknowledges them once it is delivered or dead-lettered.
+func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held) {
+	data := &NotificationData{ID: "urn:ngsi-ld:Notification:" + newNotificationID(), SubscriptionID: s.ID}
+	var commits []time.Time
+	index := map[string]int{}
+	for _, h := range hs {
+		for _, it := range h.p.Items {
+			ne, err := decodeNotified(it)
+			if err != nil {
+				n.log.Warn("unreadable entity in a queued notification", "subscription", s.ID, "err", err)
+				continue
+			}
+			commits = append(commits, it.Commit)
+			if i, ok := index[ne.Entity.ID]; ok && len(hs) > 1 {
+				// A later change of the same entity within a throttling
+				// window: the latest state wins, the first previous value stays.
+				if data.Items[i].Previous != nil && ne.Previous != nil {
+					ne.Previous = data.Items[i].Previous
+				}
+				data.Items[i] = ne
+				continue
+			}
+			index[ne.Entity.ID] = len(data.Items)
+			data.Items = append(data.Items, ne)
+		}
+	}
+	ack := func() {
+		for _, h := range hs {
+			_ = h.msg.Ack()
+		}
+	}
+	if len(data.Items) == 0 {
+		ack()
+		return
+	}
+	scheme := s.Notification.Endpoint.Scheme()
+	st := n.status(ctx, s.Tenant, s.ID)
+	var body []byte
+	var ct, link string
+	var err error
+	for attempt := 1; ; attempt++ {
+		if cur := n.store.lookup(s.Tenant, s.ID); cur == nil {
+			ack() // deleted meanwhile
+			return
+		} else {
+			s = cur
+		}
+		data.NotifiedAt = now()
+		body, ct, link, err = n.render.RenderNotification(ctx, s, data)
+		if err == nil {
+			err = n.send(ctx, s, body, ct, link)
+		}
+		at := time.Now().UTC()
+		st.mu.Lock()
+		st.d.TimesSent++
+		st.d.LastNotification = at
+		if err == nil {
+			st.d.LastSuccess = at
+		} else {
+			st.d.TimesFailed++
+			st.d.LastFailure = at
+			st.d.LastFailureReason = err.Error()
+		}
+		st.dirty = true
+		st.mu.Unlock()
+		if err == nil {
+			n.metrics.onSent(scheme, commits)
+			ack()
+			return
+		}
+		n.metrics.onFailed(scheme)
+		if ctx.Err() != nil {
+			return // stopped: the next leader delivers it
+		}
+		n.log.Debug("notification failed", "tenant", s.Tenant, "subscription", s.ID, "attempt", attempt, "err", err)
+		if attempt >= n.opts.MaxAttempts {
+			break
+		}
+		n.metrics.onRetry(scheme)
+		wait := n.opts.RetryBackoff
+		if c := s.Notification.Endpoint.Cooldown; c > 0 {
+			wait = c
+		}
+		wait = min(wait<<(attempt-1), n.opts.MaxBackoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		for _, h := range hs {
+			_ = h.msg.InProgress()
+		}
+	}
+	// Given up: keep it as a dead letter, with the reason.
+	dl := DeadLetter{Time: time.Now().UTC(), Subscription: s.ID, Endpoint: redactURL(s.Notification.Endpoint.URI.String()),
+		Attempts: n.opts.MaxAttempts, Reason: err.Error()}
+	if json.Valid(body) {
+		dl.Notification = body
+	} else {
+		dl.Notification, _ = json.Marshal(string(body))
+	}
+	dlData, _ := json.Marshal(dl)
+	if _, perr := n.b.js.Publish(ctx, deadSubject(s.Tenant, s.ID), dlData); perr != nil {
+		n.log.Error("dead letter not stored; the notification stays queued", "tenant", s.Tenant, "subscription", s.ID, "err", perr)
+		return
+	}
+	st.mu.Lock()
+	st.d.DeadLettered++
+	st.dirty = true
+	st.mu.Unlock()
+	n.metrics.onDead(scheme)
+	n.log.Warn("notification dead-lettered", "tenant", s.Tenant, "subscription", s.ID,
+		"endpoint", dl.Endpoint, "attempts", dl.Attempts, "reason", dl.Reason)
+	ack()
+}
+
+func newNotificationID() string {
+	id := newSubscriptionID()
+	return id[strings.LastIndexByte(id, ':')+1:]
+}
+
+// decodeNotified reads one queued entity.
+func decodeNotified(it notifItem) (NotifiedEntity, error) {
+	ne := NotifiedEntity{Trigger: it.Trigger, Deleted: it.Deleted}
+	if it.Deleted {
+		var t struct {
+			ID        string `json:"id"`
+			Type      any    `json:"type"`
+			DeletedAt string `json:"deletedAt"`
+		}
+		if err := json.Unmarshal(it.Entity, &t); err != nil {
+			return ne, err
+		}
+		e := &Entity{ID: t.ID}
+		switch x := t.Type.(type) {
+		case string:
+			e.Types = []string{x}
+		case []any:
+			for _, y := range x {
+				if s, ok := y.(string); ok {
+					e.Types = append(e.Types, s)
+				}
+			}
+		}
+		ne.Entity = e
+		ne.DeletedAt, _ = time.Parse(time.RFC3339Nano, t.DeletedAt)
+		return ne, nil
+	}
+	e, err := decodeStored(it.Entity)
+	if err != nil {
+		return ne, err
+	}
+	ne.Entity = e
+	if len(it.Previous) > 0 {
+		if ne.Previous, err = decodeStored(it.Previous); err != nil {
+			return ne, err
+		}
+	}
+	return ne, nil
+}
+
+// send makes one delivery attempt.
+func (n *Notifier) send(ctx context.Context, s *Subscription, body []byte, ct, link string) error {
+	ep := s.Notification.Endpoint
+	if h := ep.URI.Hostname(); h != "" && !HostAllowed(h, n.opts.AllowedHosts) {
+		return fmt.Errorf("host %q is not in the allowed notification hosts", h)
+	}
+	timeout := ep.Timeout
+	if timeout <= 0 {
+		timeout = n.opts.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch ep.Scheme() {
+	case "http", "https":
+		return n.sendHTTP(ctx, s, body, ct, link)
+	case "mqtt", "mqtts":
+		return n.sendMQTT(ctx, s, body, ct, link)
+	case "nats":
+		return n.sendNATS(ctx, s, body, ct, link)
+	}
+	return fmt.Errorf("scheme %q is not supported", ep.URI.Scheme)
+}
+
+func (n *Notifier) sendHTTP(ctx context.Context, s *Subscription, body []byte, ct, link string) error {
+	ep := s.Notification.Endpoint
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URI.String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", ct)
+	if link != "" {
+		req.Header.Set("Link", link)
+	}
+	if s.Tenant != "" {
+		req.Header.Set("NGSILD-Tenant", s.Tenant)
+	}
+	req.Header.Set("User-Agent", "piazza-notifier")
+	for _, kv := range ep.ReceiverInfo {
+		req.Header.Set(kv.Key, kv.Value)
+	}
+	res, err := n.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("no answer within %s: %w", ep.Timeout, ctx.Err())
+		}
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	_ = res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return fmt.Errorf("endpoint answered %s", res.Status)
+	}
+	return nil
+}
+
+// mqttEnvelope is the payload of an MQTT notification: the headers an HTTP
+// notification would carry, and the notification.
+type mqttEnvelope struct {
+	Metadata map[string]string `json:"metadata"`
+	Body     json.RawMessage   `json:"body"`
+}
+
+func (n *Notifier) sendMQTT(ctx context.Context, s *Subscription, body []byte, ct, link string) error {
+	ep := s.Notification.Endpoint
+	md := map[string]string{"Content-Type": ct}
+	if link != "" {
+		md["Link"] = link
+	}
+	if s.Tenant != "" {
+		md["NGSILD-Tenant"] = s.Tenant
+	}
+	var qos byte
+	for _, kv := range ep.NotifierInfo {
+		if kv.Key == "MQTT-QoS" {
+			q, _ := strconv.Atoi(kv.Value)
+			qos = byte(q)
+		}
+	}
+	for _, kv := range ep.ReceiverInfo {
+		md[kv.Key] = kv.Value
+	}
+	payload, err := json.Marshal(mqttEnvelope{Metadata: md, Body: body})
+	if err != nil {
+		return err
+	}
+	return n.mqtt.Publish(ctx, ep.URI, qos, payload)
+}
+
+// sendNATS publishes on the subject of a nats:// endpoint (the path, with
+// '/' as the token separator), on Piazza's own connection when the URI
+// names no host, else on a connection to that server.
+func (n *Notifier) sendNATS(ctx context.Context, s *Subscription, body []byte, ct, link string) error {
+	ep := s.Notification.Endpoint
+	subj := natsSubjectOf(ep.URI)
+	nc := n.b.nc
+	if ep.URI.Host != "" {
+		var err error
+		if nc, err = n.natsTo(ep.URI); err != nil {
+			return err
+		}
+	}
+	m := nats.NewMsg(subj)
+	m.Data = body
+	m.Header.Set("Content-Type", ct)
+	if link != "" {
+		m.Header.Set("Link", link)
+	}
+	if s.Tenant != "" {
+		m.Header.Set("NGSILD-Tenant", s.Tenant)
+	}
+	for _, kv := range ep.ReceiverInfo {
+		m.Header.Set(kv.Key, kv.Value)
+	}
+	if err := nc.PublishMsg(m); err != nil {
+		return err
+	}
+	return nc.FlushWithContext(ctx)
+}
+
+func natsSubjectOf(u *url.URL) string {
+	return strings.ReplaceAll(strings.Trim(u.Path, "/"), "/", ".")
+}
+
+// natsTo returns a connection to the NATS server an endpoint names.
+func (n *Notifier) natsTo(u *url.URL) (*nats.Conn, error) {
+	key := u.Scheme + "://" + u.Host
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c := n.natsConn[key]; c != nil && !c.IsClosed() {
+		return c, nil
+	}
+	srv := &url.URL{Scheme: "nats", Host: u.Host, User: u.User}
+	c, err := nats.Connect(srv.String(), nats.Name("piazza-notifier"), nats.Timeout(5*time.Second), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", u.Host, err)
+	}
+	n.natsConn[key] = c
+	return c, nil
+}

@@ -1,0 +1,825 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The notifier turns committed changes into NGSI-LD notifications.
+//
+// One notifier in the cluster leads at a time: it holds the "leader" key of
+// the PIAZZA_NOTIFIER_LEASE bucket, whose TTL makes the key vanish when its
+// holder stops renewing it, so that another replica takes over. The leader
+//
+//  1. matches the log: per tenant, an ordered consumer reads the tenant's
+//     stream from the last handled sequence (kept in PIAZZA_NOTIFIER as
+//     progress.<tenant>), matches each change against the tenant's
+//     subscriptions, and publishes one message per subscription and change
+//     on piazza_notify.<tenant>.<sub> (stream PIAZZA_NOTIFICATIONS, a work
+//     queue), with a message id made of the subscription and the sequence,
+//     so that a change handled twice (after a crash, before progress was
+//     saved) is queued once. Progress is saved only after the queue has
+//     acknowledged every notification before it: a change committed just
+//     before a crash is notified after the restart.
+//  2. ticks the periodic subscriptions (timeInterval): one message per
+//     interval, with a message id made of the interval's number, so that a
+//     failover never sends an interval twice.
+//  3. delivers: one worker per subscription, each with its own durable
+//     consumer of its queue subject, delivering in order with its own
+//     timeouts, retries and backoff; a hanging endpoint holds up only its
+//     own subscription. After MaxAttempts the notification goes to the
+//     PIAZZA_DEADLETTERS stream with the reason. Throttled subscriptions
+//     hold changes until the end of the window and then send one
+//     notification with the latest state of each entity.
+//
+// Replicas that do not lead only campaign. Every notification is thus
+// matched and sent by one process, once (at least once across a crash).
+
+// NotifierOptions configure a Notifier.
+type NotifierOptions struct {
+	// Store holds the subscriptions; nil builds one on the broker.
+	Store *SubscriptionStore
+	// Renderer writes notification bodies; nil is CanonicalRenderer.
+	Renderer NotificationRenderer
+	// Registerer receives the notifier's metrics; nil exports none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// HTTPClient delivers http(s) notifications; nil builds one that does
+	// not follow redirects.
+	HTTPClient *http.Client
+	// MQTT publishes mqtt(s) notifications; nil builds one (closed by Close).
+	MQTT *MQTTPublisher
+	// AllowedHosts, if not empty, are the only hosts notifications may go
+	// to; checked again at each delivery (see HostAllowed).
+	AllowedHosts []string
+	// MaxAttempts is how many times a notification is tried before it is
+	// dead-lettered (default 5).
+	MaxAttempts int
+	// RetryBackoff is the first wait after a failed attempt (default 1s; a
+	// subscription's endpoint.cooldown overrides it), doubled at each
+	// further failure up to MaxBackoff (default 1m).
+	RetryBackoff, MaxBackoff time.Duration
+	// Timeout bounds one delivery attempt when the endpoint names none
+	// (default 10s).
+	Timeout time.Duration
+	// LeaseTTL is how long a leader that stopped renewing keeps the lead
+	// (default 10s); it is renewed every third of it.
+	LeaseTTL time.Duration
+	// NodeID names this notifier in the lease (default random).
+	NodeID string
+}
+
+// Notifier matches changes against subscriptions and delivers
+// notifications; see the comment above. Create it with NewNotifier, run it
+// with Run; it is safe for concurrent use.
+type Notifier struct {
+	b       *Broker
+	store   *SubscriptionStore
+	opts    NotifierOptions
+	log     *slog.Logger
+	metrics *notifierMetrics
+	render  NotificationRenderer
+	client  *http.Client
+	mqtt    *MQTTPublisher
+	ownMQTT bool
+
+	mu       sync.Mutex
+	leading  bool
+	natsConn map[string]*nats.Conn // other NATS servers named by nats:// endpoints
+	stats    map[string]*subStatus // tenant\x00id -> counters (leader only)
+}
+
+// NewNotifier builds a notifier on a broker. It does not touch NATS until Run.
+func NewNotifier(b *Broker, o NotifierOptions) (*Notifier, error) {
+	if o.Logger == nil {
+		o.Logger = b.opts.Logger
+	}
+	if o.Store == nil {
+		o.Store = NewSubscriptionStore(b, SubscriptionStoreOptions{Logger: o.Logger})
+	}
+	if o.Renderer == nil {
+		o.Renderer = CanonicalRenderer{}
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.MaxBackoff < o.RetryBackoff {
+		o.MaxBackoff = o.RetryBackoff
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 10 * time.Second
+	}
+	if o.NodeID == "" {
+		var r [8]byte
+		_, _ = rand.Read(r[:])
+		o.NodeID = hex.EncodeToString(r[:])
+	}
+	n := &Notifier{b: b, store: o.Store, opts: o, log: o.Logger.With("component", "notifier", "node", o.NodeID),
+		render: o.Renderer, client: o.HTTPClient, mqtt: o.MQTT, natsConn: map[string]*nats.Conn{}, stats: map[string]*subStatus{}}
+	if n.client == nil {
+		n.client = &http.Client{
+			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32,
+				IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 0},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if n.mqtt == nil {
+		n.mqtt = NewMQTTPublisher(o.Logger)
+		n.ownMQTT = true
+	}
+	var err error
+	if n.metrics, err = newNotifierMetrics(o.Registerer, n.activeSubscriptions); err != nil {
+		return nil, fmt.Errorf("broker: notifier metrics: %w", err)
+	}
+	return n, nil
+}
+
+// Store is the subscription store the notifier follows.
+func (n *Notifier) Store() *SubscriptionStore { return n.store }
+
+// Leading reports whether this notifier is the cluster's leader now.
+func (n *Notifier) Leading() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leading
+}
+
+func (n *Notifier) activeSubscriptions() float64 {
+	now := time.Now()
+	c := 0
+	for _, s := range n.store.snapshot("", true) {
+		if s.Status(now) == StatusActive {
+			c++
+		}
+	}
+	return float64(c)
+}
+
+// Run campaigns for the lead and, while leading, matches and delivers. It
+// returns when ctx ends (nil), or with an error if NATS cannot be used at
+// start. On return the lead is released, so another replica takes over at once.
+func (n *Notifier) Run(ctx context.Context) error {
+	if err := n.store.init(ctx); err != nil {
+		return err
+	}
+	lease, err := n.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket,
+		Description: "Piazza notifier leader", Storage: jetstream.FileStorage, Replicas: n.b.opts.Replicas,
+		TTL: n.opts.LeaseTTL, History: 1})
+	if err != nil {
+		return fmt.Errorf("broker: notifier lease bucket: %w", translateNATS(err))
+	}
+	defer func() {
+		if n.ownMQTT {
+			n.mqtt.Close()
+		}
+		n.mu.Lock()
+		for _, c := range n.natsConn {
+			c.Close()
+		}
+		n.natsConn = map[string]*nats.Conn{}
+		n.mu.Unlock()
+	}()
+	every := n.opts.LeaseTTL / 3
+	for {
+		rev, err := lease.Create(ctx, "leader", []byte(n.opts.NodeID))
+		if err == nil {
+			n.lead(ctx, lease, rev)
+		} else if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+			n.log.Warn("notifier lease unavailable", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+// lead runs the leader's work until the lease is lost or ctx ends.
+func (n *Notifier) lead(ctx context.Context, lease jetstream.KeyValue, rev uint64) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.setLeading(true)
+	defer n.setLeading(false)
+	n.log.Info("notifier leading")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.manage(lctx)
+	}()
+	t := time.NewTicker(n.opts.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-lctx.Done():
+			cancel()
+			wg.Wait()
+			// Give the lead away at once, so that another replica takes over.
+			dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = lease.Delete(dctx, "leader", jetstream.LastRevision(rev))
+			dcancel()
+			n.log.Info("notifier stopped leading")
+			return
+		case <-t.C:
+			nrev, err := lease.Update(lctx, "leader", []byte(n.opts.NodeID), rev)
+			if err != nil {
+				if lctx.Err() == nil {
+					n.log.Warn("notifier lost the lead", "err", err)
+				}
+				cancel()
+				wg.Wait()
+				return
+			}
+			rev = nrev
+		}
+	}
+}
+
+func (n *Notifier) setLeading(v bool) {
+	n.mu.Lock()
+	n.leading = v
+	n.mu.Unlock()
+	if !v {
+		n.metrics.setQueue(0)
+	}
+}
+
+// manage keeps one matcher per tenant with subscriptions, one delivery
+// worker per subscription and one ticker per periodic subscription.
+func (n *Notifier) manage(ctx context.Context) {
+	type running struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	matchers := map[string]*running{}
+	workers := map[string]*running{}
+	tickers := map[string]*running{}
+	start := func(m map[string]*running, key string, f func(context.Context)) {
+		c, cancel := context.WithCancel(ctx)
+		r := &running{cancel: cancel, done: make(chan struct{})}
+		m[key] = r
+		go func() {
+			defer close(r.done)
+			f(c)
+		}()
+	}
+	stop := func(m map[string]*running, key string) {
+		if r := m[key]; r != nil {
+			r.cancel()
+			<-r.done
+			delete(m, key)
+		}
+	}
+	flush := time.NewTicker(100 * time.Millisecond)
+	defer flush.Stop()
+	depth := time.NewTicker(time.Second)
+	defer depth.Stop()
+	defer func() {
+		for _, m := range []map[string]*running{tickers, matchers, workers} {
+			for k := range m {
+				stop(m, k)
+			}
+		}
+		n.flushStatus(context.Background())
+	}()
+	for {
+		changed := n.store.changes()
+		now := time.Now()
+		subs := n.store.snapshot("", true)
+		want := map[string]*Subscription{}
+		for _, s := range subs {
+			want[subRef(s.Tenant, s.ID)] = s
+		}
+		for _, t := range n.store.tenants() {
+			if matchers[t] == nil {
+				start(matchers, t, func(c context.Context) { n.matchLoop(c, t) })
+			}
+		}
+		for key, s := range want {
+			if workers[key] == nil {
+				start(workers, key, func(c context.Context) { n.workLoop(c, s.Tenant, s.ID) })
+			}
+			if s.Periodic() && s.Status(now) == StatusActive {
+				if tickers[key] == nil {
+					start(tickers, key, func(c context.Context) { n.tickLoop(c, s.Tenant, s.ID) })
+				}
+			} else {
+				stop(tickers, key)
+			}
+		}
+		for key := range workers {
+			if want[key] == nil {
+				stop(tickers, key)
+				stop(workers, key)
+				n.dropQueue(ctx, key)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-flush.C:
+			n.flushStatus(ctx)
+			continue
+		case <-depth.C:
+			if st, err := n.b.js.Stream(ctx, notifyStream); err == nil {
+				if info, err := st.Info(ctx); err == nil {
+					n.metrics.setQueue(info.State.Msgs)
+				}
+			}
+		}
+	}
+}
+
+// subRef is the key of a subscription in the notifier's maps.
+func subRef(tenant, id string) string { return tenant + "\x00" + id }
+
+func splitRef(ref string) (string, string) {
+	for i := 0; i < len(ref); i++ {
+		if ref[i] == 0 {
+			return ref[:i], ref[i+1:]
+		}
+	}
+	return "", ref
+}
+
+// consumerName is the durable consumer of a subscription's queue.
+func consumerName(tenant, id string) string {
+	h := sha256.Sum256([]byte(subRef(tenant, id)))
+	return "notify_" + hex.EncodeToString(h[:16])
+}
+
+// dropQueue deletes the queue of a deleted subscription.
+func (n *Notifier) dropQueue(ctx context.Context, ref string) {
+	tenant, id := splitRef(ref)
+	st, err := n.b.js.Stream(ctx, notifyStream)
+	if err != nil {
+		return
+	}
+	_ = st.DeleteConsumer(ctx, consumerName(tenant, id))
+	_ = st.Purge(ctx, jetstream.WithPurgeSubject(notifySubject(tenant, id)))
+	n.mu.Lock()
+	delete(n.stats, ref)
+	n.mu.Unlock()
+}
+
+// notifPayload is a message of the notification queue: the entities of one
+// notification, in the stored form, and when their change was committed.
+type notifPayload struct {
+	Items  []notifItem `json:"items"`
+	Commit time.Time   `json:"commit"`
+}
+
+type notifItem struct {
+	Entity   json.RawMessage `json:"e"`
+	Previous json.RawMessage `json:"p,omitempty"`
+	Deleted  bool            `json:"del,omitempty"`
+	Trigger  string          `json:"trigger,omitempty"`
+	Commit   time.Time       `json:"commit"`
+}
+
+// queueMsg builds a queue message with its deduplication id.
+func queueMsg(tenant, id, msgID string, p notifPayload) (*nats.Msg, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(notifySubject(tenant, id))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	return m, nil
+}
+
+// matchLoop runs the matcher of a tenant, restarting it after a failure.
+func (n *Notifier) matchLoop(ctx context.Context, tenant string) {
+	for ctx.Err() == nil {
+		err := n.match(ctx, tenant)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			n.log.Warn("matcher stopped; restarting", "tenant", tenant, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// matcher is the state of one tenant's matcher.
+type matcher struct {
+	n       *Notifier
+	tenant  string
+	st      jetstream.Stream
+	prev    map[string]prevState // id -> last state seen (for changes)
+	pending []jetstream.PubAckFuture
+	done    uint64 // last sequence handled
+	saved   uint64 // last sequence saved as progress
+	savedAt time.Time
+	synced  time.Time // subscriptions were current at this time
+}
+
+type prevState struct {
+	seq uint64
+	e   *Entity // nil: deleted
+}
+
+// maxPrevStates bounds the matcher's cache of last states.
+const maxPrevStates = 50000
+
+func (n *Notifier) match(ctx context.Context, tenant string) error {
+	st, err := n.b.js.Stream(ctx, StreamName(tenant))
+	if err != nil {
+		return err
+	}
+	mt := &matcher{n: n, tenant: tenant, st: st, prev: map[string]prevState{}}
+	if e, err := n.store.state.Get(ctx, progressKey(tenant)); err == nil {
+		mt.done, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	var minSince uint64 = 1<<63 - 1
+	for _, s := range n.store.snapshot(tenant, false) {
+		minSince = min(minSince, s.Since)
+	}
+	if minSince == 1<<63-1 {
+		return nil // no subscription any more
+	}
+	mt.done = max(mt.done, minSince)
+	mt.saved, mt.savedAt = mt.done, time.Now()
+	cons, err := n.b.js.OrderedConsumer(ctx, st.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: mt.done + 1})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	n.log.Debug("matcher started", "tenant", tenant, "from", mt.done+1)
+	for {
+		wait, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := it.Next(jetstream.NextContext(wait))
+		cancel()
+		if ctx.Err() != nil {
+			return mt.checkpoint(context.Background(), true)
+		}
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+				if err := mt.checkpoint(ctx, true); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		if err := mt.handle(ctx, m, md); err != nil {
+			return err
+		}
+		mt.done = md.Sequence.Stream
+		if err := mt.checkpoint(ctx, md.NumPending == 0); err != nil {
+			return err
+		}
+	}
+}
+
+// checkpoint saves progress once every notification queued so far is
+// acknowledged: at once with force, else every 256 notifications or second.
+func (mt *matcher) checkpoint(ctx context.Context, force bool) error {
+	if mt.done == mt.saved {
+		return nil
+	}
+	if !force && len(mt.pending) < 256 && time.Since(mt.savedAt) < time.Second {
+		return nil
+	}
+	for _, f := range mt.pending {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("queueing a notification: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	mt.pending = mt.pending[:0]
+	if _, err := mt.n.store.state.Put(ctx, progressKey(mt.tenant), []byte(strconv.FormatUint(mt.done, 10))); err != nil {
+		return fmt.Errorf("saving progress: %w", err)
+	}
+	mt.saved, mt.savedAt = mt.done, time.Now()
+	return nil
+}
+
+// change is what a message of the log did to an entity.
+type change struct {
+	cur, prev *Entity // prev nil: none or unknown
+	prevKnown bool
+	deleted   bool
+	created   bool
+	// attribute names created, updated and deleted by the change
+	attrsCreated, attrsUpdated, attrsDeleted []string
+}
+
+// handle matches one message of the log against the subscriptions.
+func (mt *matcher) handle(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata) error {
+	seq := md.Sequence.Stream
+	// Subscriptions committed before this change must be known: the
+	// local copy is synced once per moment after which changes came.
+	if !md.Timestamp.Before(mt.synced) {
+		at := time.Now()
+		if err := mt.n.store.Sync(ctx); err != nil {
+			return err
+		}
+		mt.synced = at
+	}
+	_, _, id, err := ParseSubject(m.Subject())
+	if err != nil {
+		return nil
+	}
+	h := m.Headers()
+	types := h.Values(HeaderType)
+	now := time.Now()
+	var cands []*Subscription
+	for _, s := range mt.n.store.snapshot(mt.tenant, false) {
+		if s.Periodic() || seq <= s.Since || s.Status(now) != StatusActive {
+			continue
+		}
+		if !selectsEntity(s, id, types) {
+			continue
+		}
+		cands = append(cands, s)
+	}
+	del := h.Get(HeaderOp) == OpDelete
+	if len(cands) == 0 {
+		// Keep the cache right for the next change of this id.
+		if del {
+			mt.remember(id, seq, nil)
+		} else if _, ok := mt.prev[id]; ok {
+			delete(mt.prev, id)
+		}
+		return nil
+	}
+	ch := change{deleted: del}
+	prevSeq, _ := strconv.ParseUint(h.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
+	ch.prev, ch.prevKnown = mt.previous(ctx, id, prevSeq)
+	if del {
+		ch.cur = ch.prev
+		if ch.cur == nil {
+			ch.cur = &Entity{ID: id, Types: types}
+		}
+	} else {
+		if ch.cur, err = decodeStored(m.Data()); err != nil {
+			mt.n.log.Warn("unreadable change skipped", "tenant", mt.tenant, "seq", seq, "err", err)
+			return nil
+		}
+		ch.created = ch.prev == nil && (ch.prevKnown || h.Get(HeaderOp) == OpCreate)
+		ch.diff()
+	}
+	resolve := func(rid string) *Entity {
+		e, err := mt.n.b.Get(ctx, mt.tenant, rid)
+		if err != nil {
+			return nil
+		}
+		return e
+	}
+	for _, s := range cands {
+		trigger := s.fires(&ch)
+		if trigger == "" || !matches(ch.cur, Query{Q: s.Q, Geo: s.Geo, Scope: s.Scope}, resolve) {
+			continue
+		}
+		it := notifItem{Entity: m.Data(), Trigger: trigger, Commit: md.Timestamp, Deleted: del}
+		if s.Notification.ShowChanges && ch.prev != nil && !del {
+			it.Previous = encodeStored(ch.prev)
+		}
+		qm, err := queueMsg(mt.tenant, s.ID, keyToken(s.ID)+":"+strconv.FormatUint(seq, 10), notifPayload{Items: []notifItem{it}, Commit: md.Timestamp})
+		if err != nil {
+			return err
+		}
+		f, err := mt.n.b.js.PublishMsgAsync(qm)
+		if err != nil {
+			return fmt.Errorf("queueing a notification: %w", translateNATS(err))
+		}
+		mt.pending = append(mt.pending, f)
+	}
+	if del {
+		mt.remember(id, seq, nil)
+	} else {
+		mt.remember(id, seq, ch.cur)
+	}
+	return nil
+}
+
+func (mt *matcher) remember(id string, seq uint64, e *Entity) {
+	if len(mt.prev) >= maxPrevStates {
+		clear(mt.prev)
+	}
+	mt.prev[id] = prevState{seq: seq, e: e}
+}
+
+// previous returns the state an entity had before a change (nil if it had
+// none) and whether that is known: from the cache, or the log message whose
+// sequence the change's writer expected.
+func (mt *matcher) previous(ctx context.Context, id string, prevSeq uint64) (*Entity, bool) {
+	if prevSeq == 0 {
+		return nil, true
+	}
+	if p, ok := mt.prev[id]; ok && p.seq == prevSeq {
+		return p.e, true
+	}
+	msg, err := mt.st.GetMsg(ctx, prevSeq)
+	if err != nil {
+		return nil, false // purged from the history
+	}
+	if msg.Header.Get(HeaderOp) == OpDelete {
+		return nil, true
+	}
+	e, err := decodeStored(msg.Data)
+	if err != nil {
+		return nil, false
+	}
+	return e, true
+}
+
+// diff computes the attributes a change created, updated and deleted.
+func (ch *change) diff() {
+	if ch.prev == nil {
+		if !ch.prevKnown {
+			// The state before is unknown: every attribute may have changed.
+			ch.attrsUpdated = ch.cur.AttrNames()
+			return
+		}
+		ch.attrsCreated = ch.cur.AttrNames()
+		return
+	}
+	for _, name := range ch.cur.AttrNames() {
+		old, ok := ch.prev.Attrs[name]
+		switch {
+		case !ok:
+			ch.attrsCreated = append(ch.attrsCreated, name)
+		case !sameInstances(old, ch.cur.Attrs[name]):
+			ch.attrsUpdated = append(ch.attrsUpdated, name)
+		}
+	}
+	for _, name := range ch.prev.AttrNames() {
+		if _, ok := ch.cur.Attrs[name]; !ok {
+			ch.attrsDeleted = append(ch.attrsDeleted, name)
+		}
+	}
+}
+
+// sameInstances compares two attributes by their stored form.
+func sameInstances(a, b Instances) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ea := &Entity{Attrs: map[string]Instances{"a": a}}
+	eb := &Entity{Attrs: map[string]Instances{"a": b}}
+	return string(AppendEntity(nil, ea, storedOptions)) == string(AppendEntity(nil, eb, storedOptions))
+}
+
+// selectsEntity checks the entity selectors of a subscription on an id and types.
+func selectsEntity(s *Subscription, id string, types []string) bool {
+	if len(s.Entities) == 0 {
+		return true
+	}
+	for i := range s.Entities {
+		es := &s.Entities[i]
+		if (es.ID == "" || es.ID == id) && (es.IDPattern == nil || es.IDPattern.MatchString(id)) && es.Types.Match(types) {
+			return true
+		}
+	}
+	return false
+}
+
+// fires returns the trigger by which a change fires the subscription, or "".
+func (s *Subscription) fires(ch *change) string {
+	watched := func(names []string) bool {
+		if len(names) == 0 {
+			return false
+		}
+		if s.WatchedAttributes == nil {
+			return true
+		}
+		for _, n := range names {
+			if slices.Contains(s.WatchedAttributes, n) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case ch.deleted:
+		if s.HasTrigger(TriggerEntityDeleted) {
+			return TriggerEntityDeleted
+		}
+		return ""
+	case ch.created:
+		all := ch.cur.AttrNames()
+		if s.HasTrigger(TriggerEntityCreated) && (s.WatchedAttributes == nil || watched(all)) {
+			return TriggerEntityCreated
+		}
+		if s.HasTrigger(TriggerAttributeCreated) && watched(all) {
+			return TriggerAttributeCreated
+		}
+		return ""
+	}
+	if s.HasTrigger(TriggerEntityUpdated) && (watched(ch.attrsCreated) || watched(ch.attrsUpdated) || watched(ch.attrsDeleted) ||
+		s.WatchedAttributes == nil && len(ch.attrsCreated)+len(ch.attrsUpdated)+len(ch.attrsDeleted) == 0) {
+		return TriggerEntityUpdated
+	}
+	if s.HasTrigger(TriggerAttributeCreated) && watched(ch.attrsCreated) {
+		return TriggerAttributeCreated
+	}
+	if s.HasTrigger(TriggerAttributeUpdated) && watched(ch.attrsUpdated) {
+		return TriggerAttributeUpdated
+	}
+	if s.HasTrigger(TriggerAttributeDeleted) && watched(ch.attrsDeleted) {
+		return TriggerAttributeDeleted
+	}
+	return ""
+}
+
+// tickLoop queues the notifications of a periodic subscription: one per
+// interval, numbered from the epoch so that replicas agree on it.
+func (n *Notifier) tickLoop(ctx context.Context, tenant, id string) {
+	for {
+		s := n.store.lookup(tenant, id)
+		if s == nil || !s.Periodic() {
+			return
+		}
+		iv := s.TimeInterval
+		now := time.Now()
+		k := now.UnixNano()/int64(iv) + 1
+		next := time.Unix(0, k*int64(iv))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		s = n.store.lookup(tenant, id)
+		if s == nil || s.Status(time.Now()) != StatusActive || s.TimeInterval != iv {
+			continue
+		}
+		if err := n.tick(ctx, s, k); err != nil && ctx.Err() == nil {
+			n.log.Warn("periodic notification not queued", "tenant", tenant, "subscription", id, "err", err)
+		}
+	}
+}
+
+func (n *Notifier) tick(ctx context.Context, s *Subscription, k int64) error {
+	res, err := n.b.Query(ctx, s.Tenant, Query{Entities: s.Entities, Q: s.Q, Geo: s.Geo, Scope: s.Scope, Limit: -1})
+	if err != nil {
+		if errors.Is(err, ErrNonexistentTenant) {
+			return nil
+		}
+		return err
+	}
+	at := time.Now()
+	p := notifPayload{Commit: at}
+	for _, e := range res.Entities {
+		p.Items = append(p.Items, notifItem{Entity: encodeStored(e), Commit: at})
+	}
+	qm, err := queueMsg(s.Tenant, s.ID, keyToken(s.ID)+":p:"+strconv.FormatInt(k, 10), p)
+	if err != nil {
+		return err
+	}
+	_, err = n.b.js.PublishMsg(ctx, qm)
+	return translateNATS(err)
+}
+
+// lookup returns a subscription from the local copy, or nil.
+func (s *SubscriptionStore) lookup(tenant, id string) *Subscription {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cache[tenant][id]
+}
