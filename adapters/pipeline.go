@@ -41,6 +41,10 @@ type PipelineConfig struct {
 	AllowRejects bool
 	// Tables replaces the sources of the mapping's data tables, by name.
 	Tables map[string]SourceConfig
+	// Every is the pipeline's schedule when piazza serve runs it: it runs
+	// at start and again every interval. 0 runs it once (a polled source
+	// keeps running on its own interval). piazza ingest runs it once.
+	Every time.Duration
 }
 
 type pipelinesFile struct {
@@ -67,6 +71,7 @@ type pipelineSpec struct {
 	Rejects      string                   `yaml:"rejects"`
 	AllowRejects bool                     `yaml:"allowRejects"`
 	Tables       map[string]*SourceConfig `yaml:"tables"`
+	Every        Duration                 `yaml:"every"`
 	line         int
 }
 
@@ -129,7 +134,7 @@ func LoadPipelines(file string) ([]PipelineConfig, error) {
 			return nil, fmt.Errorf("%w: %s: duplicate name", ErrInvalidConfig, where)
 		}
 		seen[name] = true
-		cfg := PipelineConfig{Name: name, Rejects: ps.Rejects, AllowRejects: ps.AllowRejects}
+		cfg := PipelineConfig{Name: name, Rejects: ps.Rejects, AllowRejects: ps.AllowRejects, Every: time.Duration(ps.Every)}
 		if cfg.Rejects != "" && !filepath.IsAbs(cfg.Rejects) {
 			cfg.Rejects = filepath.Join(dir, cfg.Rejects)
 		}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/piazza-city/piazza/adapters"
 	"github.com/piazza-city/piazza/adapters/csvsource"
@@ -169,6 +170,7 @@ pipelines:
     source: {path: pop.csv}
     mapping: anpr_popolazione_residente
     sink: {tenant: mantova}
+    every: 24h
   - name: things
     source: {kind: csv, path: pop.csv}
     mapping: mine.yaml
@@ -188,7 +190,8 @@ pipelines:
 		t.Fatal(err)
 	}
 	if len(cfgs) != 3 || cfgs[0].Sink.Tenant != "mantova" || cfgs[0].Sink.BatchSize != 10 || cfgs[1].Sink.Tenant != "" ||
-		cfgs[0].Source.Kind != "csv" || cfgs[1].MappingName != "mine" || cfgs[2].MappingName != "inline" {
+		cfgs[0].Source.Kind != "csv" || cfgs[1].MappingName != "mine" || cfgs[2].MappingName != "inline" ||
+		cfgs[0].Every != 24*time.Hour || cfgs[1].Every != 0 {
 		t.Fatalf("configs = %+v", cfgs)
 	}
 	for _, c := range cfgs {
@@ -213,6 +216,7 @@ func TestLoadPipelinesErrors(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"unknown top key", "pipeline: []\n", `line 1: unknown key "pipeline" (known keys: sink, pipelines)`},
 		{"not a mapping", "- a\n", "a pipeline file is a mapping"},
+		{"bad schedule", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv}\n    mapping: anpr_certificati\n    every: daily\n", `"daily" is not a duration`},
 		{"unknown pipeline key", "pipelines:\n  - name: a\n    sorce: {kind: csv}\n", `unknown key "sorce"`},
 		{"unknown sink key", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv}\n    mapping: anpr_certificati\n    sink: {tennant: x}\n", `unknown key "tennant"`},
 		{"unknown source key", "pipelines:\n  - name: a\n    source: {kind: csv, path: x.csv, sep: \";\"}\n    mapping: anpr_certificati\n", `unknown key "sep"`},
