@@ -60,6 +60,10 @@ type Config struct {
 	AccessLog bool
 	// SchemasDir holds the operator's own Smart Data Models schemas.
 	SchemasDir string
+	// Pipelines are pipeline files (the format of piazza ingest --config)
+	// whose pipelines the node runs in process, on their schedules
+	// (pipelines.go). They are loaded and checked before anything starts.
+	Pipelines []string
 	// Validation is the validation policy; the zero value enforces every
 	// model on every type that has one and allows other types.
 	Validation broker.ValidationConfig

@@ -43,6 +43,8 @@ type Node struct {
 	metricsSrv *http.Server
 	stopOnce   sync.Once
 	stopErr    error
+
+	pipes *pipelineSet // nil: none configured
 }
 
 // Start starts a node and returns when it serves. A failure at start (data
@@ -56,6 +58,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.close()
 		}
 	}()
+	pipelines, err := LoadPipelineFiles(cfg.Pipelines)
+	if err != nil {
+		return nil, err
+	}
 	if err := n.startMetrics(); err != nil {
 		return nil, err
 	}
@@ -136,6 +142,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 	n.state.Store(stateServing)
 	n.log.Info("serving the NGSI-LD API", "addr", n.ln.Addr().String())
+	if n.pipes, err = startPipelines(context.Background(), pipelines, n.handler, n.reg, cfg.Logger); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -186,6 +195,11 @@ func (n *Node) shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}
+	if n.pipes != nil {
+		// Before the API closes: a batch on its way finishes or fails
+		// whole, and the next start reads the sources again.
+		n.pipes.stop()
+	}
 	var err error
 	if n.srv != nil {
 		if err = n.srv.Shutdown(ctx); err != nil {
@@ -199,6 +213,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 }
 
 func (n *Node) close() {
+	if n.pipes != nil {
+		n.pipes.stop()
+	}
 	if n.srv == nil && n.ln != nil {
 		_ = n.ln.Close()
 	}
