@@ -104,6 +104,7 @@ func newMetrics(reg prometheus.Registerer, b *Broker) (*metrics, error) {
 func MetricNames() []string {
 	r := promnames.NewRecorder()
 	_, _ = newMetrics(r, nil)
+	_, _ = newNotifierMetrics(r, func() float64 { return 0 })
 	return r.Names()
 }
 

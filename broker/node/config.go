@@ -67,6 +67,20 @@ type Config struct {
 	// Validation is the validation policy; the zero value enforces every
 	// model on every type that has one and allows other types.
 	Validation broker.ValidationConfig
+	// NotificationHosts, if not empty, are the only hosts NGSI-LD
+	// subscriptions may send notifications to: host names, "*.domain"
+	// wildcards, IP addresses or CIDR networks ("10.0.0.0/8"). A
+	// subscription aimed elsewhere is refused with 400. Empty allows every host.
+	NotificationHosts []string
+	// NotificationMaxAttempts is how many times a notification is tried
+	// before it goes to the dead letters. Default 5.
+	NotificationMaxAttempts int
+	// NotificationTimeout bounds one delivery attempt when the
+	// subscription's endpoint names no timeout. Default 10s.
+	NotificationTimeout time.Duration
+	// NotificationRetryBackoff is the first wait after a failed attempt,
+	// doubled at each further failure up to a minute. Default 1s.
+	NotificationRetryBackoff time.Duration
 	// Version is reported by /version and piazza_build_info.
 	Version string
 	Logger  *slog.Logger

@@ -44,6 +44,10 @@ type Node struct {
 	stopOnce   sync.Once
 	stopErr    error
 
+	notifier     *broker.Notifier
+	notifierStop context.CancelFunc
+	notifierDone chan struct{}
+
 	pipes *pipelineSet // nil: none configured
 }
 
@@ -116,10 +120,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Files: cfg.ContextFiles, Timeout: cfg.ContextTimeout, Logger: cfg.Logger, Builtin: schemas.Contexts(),
 		Offline: cfg.ContextsOffline,
 	})
-	n.handler = api.New(n.b, api.Options{
+	subs := broker.NewSubscriptionStore(n.b, broker.SubscriptionStoreOptions{Logger: cfg.Logger})
+	h := api.New(n.b, api.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes, Contexts: loader, Version: cfg.Version, Logger: cfg.Logger,
 		AccessLog: cfg.AccessLog, Schemas: reg, Metrics: n.reg, Ready: n.ready,
+		Subscriptions: subs, NotificationHosts: cfg.NotificationHosts,
 	})
+	n.handler = h
+	if err := n.startNotifier(subs, h.NotificationRenderer()); err != nil {
+		return nil, err
+	}
 	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen for HTTP on %s: %w", cfg.HTTPAddr, err)
@@ -219,6 +229,7 @@ func (n *Node) close() {
 	if n.srv == nil && n.ln != nil {
 		_ = n.ln.Close()
 	}
+	n.stopNotifier()
 	if n.b != nil {
 		n.b.Close()
 	}
@@ -255,4 +266,40 @@ func natsAuth(cfg Config) []nats.Option {
 
 func (n *Node) httpErrorLog(component string) *log.Logger {
 	return slog.NewLogLogger(n.cfg.Logger.With("component", component).Handler(), slog.LevelWarn)
+}
+
+// startNotifier runs the notifier of NGSI-LD subscriptions beside the API
+// until the node stops; it takes the lead of the cluster's notifiers when
+// none holds it.
+func (n *Node) startNotifier(subs *broker.SubscriptionStore, r broker.NotificationRenderer) error {
+	var err error
+	n.notifier, err = broker.NewNotifier(n.b, broker.NotifierOptions{
+		Store: subs, Renderer: r, Registerer: n.reg, Logger: n.cfg.Logger, AllowedHosts: n.cfg.NotificationHosts,
+		MaxAttempts: n.cfg.NotificationMaxAttempts, Timeout: n.cfg.NotificationTimeout, RetryBackoff: n.cfg.NotificationRetryBackoff,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.notifierStop, n.notifierDone = cancel, make(chan struct{})
+	go func() {
+		defer close(n.notifierDone)
+		if err := n.notifier.Run(ctx); err != nil {
+			n.log.Error("notifier stopped: no notifications from this node", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stopNotifier stops the notifier (giving up the lead) before NATS closes.
+func (n *Node) stopNotifier() {
+	if n.notifierStop == nil {
+		return
+	}
+	n.notifierStop()
+	select {
+	case <-n.notifierDone:
+	case <-time.After(5 * time.Second):
+		n.log.Warn("notifier did not stop within 5s")
+	}
 }
