@@ -1,0 +1,213 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/piazza-city/piazza/broker"
+	"github.com/piazza-city/piazza/broker/api"
+)
+
+// notified is one notification a test endpoint received.
+type notified struct {
+	header http.Header
+	body   map[string]any
+}
+
+// endpoints is a real HTTP server that keeps notifications by path.
+type endpoints struct {
+	url string
+	mu  sync.Mutex
+	got map[string][]notified
+}
+
+func newEndpoints(t *testing.T) *endpoints {
+	e := &endpoints{got: map[string][]notified{}}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		if err := json.Unmarshal(data, &body); err != nil {
+			t.Errorf("notification to %s is not a JSON object: %s", r.URL.Path, data)
+		}
+		e.mu.Lock()
+		e.got[r.URL.Path] = append(e.got[r.URL.Path], notified{r.Header.Clone(), body})
+		e.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(hs.Close)
+	e.url = hs.URL
+	return e
+}
+
+func (e *endpoints) wait(t *testing.T, path string) notified {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.mu.Lock()
+		ns := e.got[path]
+		e.mu.Unlock()
+		if len(ns) > 0 {
+			return ns[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no notification at %s", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// notifyingServer is the API with a notifier that renders with it.
+func notifyingServer(t *testing.T, o api.Options) *server {
+	t.Helper()
+	ns, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect("", nats.InProcessServer(ns.Server()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := broker.New(context.Background(), broker.Options{Conn: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	o.Subscriptions = broker.NewSubscriptionStore(b, broker.SubscriptionStoreOptions{})
+	h := api.New(b, o)
+	n, err := broker.NewNotifier(b, broker.NotifierOptions{Store: o.Subscriptions, Renderer: h.NotificationRenderer(), LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for !n.Leading() {
+		if time.Now().After(deadline) {
+			t.Fatal("notifier does not lead")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	return &server{url: hs.URL, b: b, h: h}
+}
+
+// TestNotificationRepresentations: notifications are compacted with the
+// subscription's @context and follow its format, accept, pick and lang.
+func TestNotificationRepresentations(t *testing.T) {
+	base, _ := contextServer(t)
+	ctxURL := base + "/ctx.jsonld"
+	link := []string{"Link", linkHeader(ctxURL)}
+	s := notifyingServer(t, api.Options{})
+	ep := newEndpoints(t)
+	sub := func(path, notification string, extra string, hdr ...string) {
+		t.Helper()
+		typ := "Room"
+		if len(hdr) == 0 {
+			typ = "https://example.org/ns#Room" // no @context: the full IRI
+		}
+		body := `{"type":"Subscription","entities":[{"type":"` + typ + `"}]` + extra + `,"notification":{` + notification +
+			`"endpoint":{"uri":"` + ep.url + path + `"` + acceptOf(path) + `}}}`
+		mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", body, hdr...), http.StatusCreated)
+	}
+	sub("/json", ``, ``, link...)
+	sub("/ld", ``, ``, link...)
+	sub("/geo", ``, ``, link...)
+	sub("/kv-pick", `"format":"keyValues","pick":"id,temperature",`, ``, link...)
+	sub("/concise", `"format":"concise",`, ``, link...)
+	sub("/jsonldcontext", `"format":"keyValues",`, `,"jsonldContext":"`+ctxURL+`"`)
+	sub("/lang", `"format":"keyValues",`, `,"lang":"it"`, link...)
+	s.create(t, `{"id":"urn:ngsi-ld:Room:1","type":"Room","temperature":{"type":"Property","value":21},
+		"name":{"type":"LanguageProperty","languageMap":{"en":"Hall","it":"Sala"}},
+		"location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[11.1,45.2]}}}`, link...)
+
+	n := ep.wait(t, "/json")
+	if !strings.Contains(n.header.Get("Link"), ctxURL) || n.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("json headers: %v", n.header)
+	}
+	e := n.body["data"].([]any)[0].(map[string]any)
+	if e["type"] != "Room" || e["temperature"] == nil || n.body["@context"] != nil {
+		t.Fatalf("json data not compacted with the subscription's context: %v", n.body)
+	}
+
+	n = ep.wait(t, "/ld")
+	if n.header.Get("Content-Type") != "application/ld+json" || n.body["@context"] != ctxURL {
+		t.Fatalf("ld+json: %v %v", n.header, n.body)
+	}
+
+	n = ep.wait(t, "/geo")
+	fc := n.body["data"].([]any)[0].(map[string]any)
+	if n.header.Get("Content-Type") != "application/geo+json" || fc["type"] != "FeatureCollection" {
+		t.Fatalf("geo+json: %v", n.body)
+	}
+	f := fc["features"].([]any)[0].(map[string]any)
+	if f["type"] != "Feature" || f["geometry"].(map[string]any)["type"] != "Point" {
+		t.Fatalf("geo+json feature: %v", f)
+	}
+
+	e = ep.wait(t, "/kv-pick").body["data"].([]any)[0].(map[string]any)
+	if len(e) != 2 || e["id"] != "urn:ngsi-ld:Room:1" || e["temperature"] != float64(21) {
+		t.Fatalf("keyValues with pick: %v", e)
+	}
+
+	e = ep.wait(t, "/concise").body["data"].([]any)[0].(map[string]any)
+	if nm, ok := e["name"].(map[string]any); !ok || nm["languageMap"] == nil || nm["type"] != nil || e["temperature"] != float64(21) {
+		t.Fatalf("concise: %v", e)
+	}
+
+	e = ep.wait(t, "/jsonldcontext").body["data"].([]any)[0].(map[string]any)
+	if e["temperature"] != float64(21) {
+		t.Fatalf("jsonldContext not used to compact: %v", e)
+	}
+
+	e = ep.wait(t, "/lang").body["data"].([]any)[0].(map[string]any)
+	if e["name"] != "Sala" {
+		t.Fatalf("lang=it: %v", e)
+	}
+
+	// The counters show on the subscription.
+	r := s.do(t, "GET", "/ngsi-ld/v1/subscriptions?limit=100", "")
+	mustStatus(t, r, http.StatusOK)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var list []map[string]any
+		_ = json.Unmarshal(r.body, &list)
+		sent := 0
+		for _, x := range list {
+			nm := x["notification"].(map[string]any)
+			if nm["timesSent"] == float64(1) && nm["lastSuccess"] != nil && nm["status"] == "ok" {
+				sent++
+			}
+		}
+		if sent == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters: %s", r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+		r = s.do(t, "GET", "/ngsi-ld/v1/subscriptions?limit=100", "")
+	}
+}
+
+func acceptOf(path string) string {
+	switch path {
+	case "/ld":
+		return `,"accept":"application/ld+json"`
+	case "/geo":
+		return `,"accept":"application/geo+json"`
+	}
+	return ""
+}
