@@ -28,6 +28,15 @@ type Config struct {
 	// NATSAddr is the embedded nats-server's client listener for apps.
 	// Default "127.0.0.1:4222"; "off" listens on no port.
 	NATSAddr string
+	// MQTTAddr is the embedded nats-server's MQTT 3.1.1 listener for apps
+	// (topic piazza/<tenant>/<Type>/<id>, see the README). Default off ("" or
+	// "off"): Debian's mosquitto often holds 1883 already; 127.0.0.1:1883 is
+	// the usual choice. Only with the embedded server.
+	MQTTAddr string
+	// WebSocketAddr is the embedded nats-server's WebSocket listener (ws://)
+	// for NATS clients in browsers. Default off; 127.0.0.1:8080 is usual.
+	// Only with the embedded server.
+	WebSocketAddr string
 	// NATSURL connects to an existing NATS (cluster) instead of embedding one.
 	NATSURL string
 	// NATSCredentials is a NATS credentials file (JWT and NKey seed) for NATSURL.

@@ -69,6 +69,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startMetrics(); err != nil {
 		return nil, err
 	}
+	if cfg.NATSURL != "" && (listenerOn(cfg.MQTTAddr) || listenerOn(cfg.WebSocketAddr)) {
+		return nil, errors.New("the MQTT and WebSocket listeners belong to the embedded NATS: with --nats-url, enable them on the NATS cluster")
+	}
 	if cfg.NATSURL != "" {
 		n.nc, err = nats.Connect(cfg.NATSURL, append(natsAuth(cfg),
 			nats.Name("piazza"),
@@ -89,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	} else {
 		n.ns, err = broker.StartEmbeddedNATS(broker.EmbeddedOptions{
 			DataDir: cfg.DataDir, ClientAddr: cfg.NATSAddr, Logger: cfg.Logger,
+			MQTTAddr: cfg.MQTTAddr, WebSocketAddr: cfg.WebSocketAddr,
 		})
 		if err != nil {
 			return nil, err
@@ -97,7 +101,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("connecting to the embedded NATS: %w", err)
 		}
-		n.log.Info("embedded NATS started", "data_dir", cfg.DataDir, "client_url", n.ns.ClientURL())
+		n.log.Info("embedded NATS started", "data_dir", cfg.DataDir, "client_url", n.ns.ClientURL(),
+			"mqtt_addr", n.ns.MQTTAddr(), "websocket_url", n.ns.WebSocketURL())
 	}
 	reg, err := schemas.NewRegistry(schemas.Options{Dir: cfg.SchemasDir, Logger: cfg.Logger})
 	if err != nil {
@@ -168,6 +173,25 @@ func (n *Node) NATSURL() string {
 	}
 	return n.cfg.NATSURL
 }
+
+// MQTTAddr is the host:port of the embedded NATS's MQTT listener ("" if off).
+func (n *Node) MQTTAddr() string {
+	if n.ns != nil {
+		return n.ns.MQTTAddr()
+	}
+	return ""
+}
+
+// WebSocketURL is the ws:// URL of the embedded NATS's WebSocket listener
+// ("" if off).
+func (n *Node) WebSocketURL() string {
+	if n.ns != nil {
+		return n.ns.WebSocketURL()
+	}
+	return ""
+}
+
+func listenerOn(addr string) bool { return addr != "" && addr != "off" }
 
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler { return n.handler }
