@@ -93,7 +93,7 @@ func startPiazza(t *testing.T, args ...string) *proc {
 
 func startPiazzaBin(t testing.TB, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -369,7 +369,7 @@ func TestServeFailsClearly(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag"}, "flag provided but not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, tc.args...)...).CombinedOutput()
+			out, err := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", "off"}, tc.args...)...).CombinedOutput()
 			if err == nil {
 				t.Fatalf("exit 0, want failure; output:\n%s", out)
 			}
