@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/piazza-city/piazza/broker/node"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -290,4 +293,103 @@ func FuzzConfigFile(f *testing.F) {
 		var b bytes.Buffer
 		_ = printConfig(&b, c)
 	})
+}
+
+// TestNewLogger checks the formats and levels of the log.
+func TestNewLogger(t *testing.T) {
+	cases := []struct {
+		level, format string
+		want          []string // substrings of the output
+		not           []string
+		err           bool
+	}{
+		{"info", "json", []string{`"level":"INFO","msg":"shown"`, `"k":"v"`}, []string{"hidden"}, false},
+		{"debug", "text", []string{"level=DEBUG msg=hidden", "level=INFO msg=shown k=v"}, nil, false},
+		{"warn", "text", nil, []string{"shown", "hidden"}, false},
+		{"loud", "text", nil, nil, true},
+		{"info", "xml", nil, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.level+" "+tc.format, func(t *testing.T) {
+			var b bytes.Buffer
+			l, err := newLogger(&b, tc.level, tc.format)
+			if tc.err {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Debug("hidden")
+			l.Info("shown", "k", "v")
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("output lacks %q: %s", w, b.String())
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("output has %q: %s", w, b.String())
+				}
+			}
+		})
+	}
+}
+
+// TestValidationPoliciesFromConfig checks that the validation section of a
+// config file reaches the write path: policies per tenant and per type.
+func TestValidationPoliciesFromConfig(t *testing.T) {
+	file := writeConfigFile(t, "piazza.yaml", `
+validation:
+  default: enforce
+  unknown: allow
+  tenants:
+    mantova:
+      default: quarantine
+    sandbox:
+      types:
+        AirQualityObserved: "off"
+      unknown: reject
+`)
+	cfg, _, err := loadConfig([]string{"--config", file, "--http-addr", "127.0.0.1:0", "--metrics-addr", "off",
+		"--nats-addr", "off", "--data-dir", t.TempDir()}, env(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Start(context.Background(), cfg.nodeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = n.Shutdown(context.Background()) }()
+	const badAQ = `{"id":"urn:ngsi-ld:AirQualityObserved:MN-1","type":"AirQualityObserved","dateObserved":"2024-01-10T10:00:00","tsp":73.3}`
+	for _, tc := range []struct {
+		tenant, body string
+		status       int
+		says         string
+	}{
+		{"", badAQ, 400, "BadRequestData"},
+		{"mantova", badAQ, 400, "quarantine"},
+		{"sandbox", badAQ, 201, ""},
+		{"sandbox", `{"id":"urn:x:1","type":"Bench"}`, 400, "rejects unknown types"},
+		{"", `{"id":"urn:x:1","type":"Bench"}`, 201, ""},
+	} {
+		t.Run(tc.tenant+" "+tc.body[:30], func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://"+n.HTTPAddr()+"/ngsi-ld/v1/entities", strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			if tc.tenant != "" {
+				req.Header.Set("NGSILD-Tenant", tc.tenant)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.says) {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+		})
+	}
 }
