@@ -160,8 +160,9 @@ func parseTypes(v any, names Names) ([]string, error) {
 			return nil, fmt.Errorf("%q is not a valid type name", s)
 		}
 		c := names.Canon(s)
-		if strings.HasPrefix(c, "@") {
-			return nil, fmt.Errorf("%q expands to the JSON-LD keyword %s, not a type", s, c)
+		if strings.HasPrefix(c, "@") || c == "type" || c == "id" {
+			// The core context aliases type and id to @type and @id.
+			return nil, fmt.Errorf("%q expands to a JSON-LD keyword, not a type", s)
 		}
 		if !validName(c) {
 			return nil, fmt.Errorf("%q expands to %q, which is not a valid type name", s, c)

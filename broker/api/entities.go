@@ -535,8 +535,10 @@ func (h *Handler) purgeEntities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !selective(r, sel) || queryParams(r).Get("local") == "true" && sel.TypeSel == nil && len(sel.IDs) == 0 && sel.IDPattern == nil {
-		return badParam("a purge needs type, id, idPattern, attrs, q, georel or scopeQ: it will not delete everything")
+	if !selective(r, sel) {
+		// local=true is selective: the explicit way to purge every entity
+		// of the tenant.
+		return badParam("a purge needs type, id, idPattern, attrs, q, georel or scopeQ (or local=true to delete every entity of the tenant)")
 	}
 	p := broker.PurgeRequest{Query: sel}
 	q := queryParams(r)

@@ -468,6 +468,10 @@ func TestPurge(t *testing.T) {
 				mustStatus(t, s.do(t, "GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Lamp:1", ""), 200)
 			}},
 		{name: "delete type none left", method: "DELETE", path: "/ngsi-ld/v1/entities?type=Bin", status: 204},
+		{name: "local=true purges everything", method: "DELETE", path: "/ngsi-ld/v1/entities?local=true", status: 204,
+			check: func(t *testing.T, _ response) {
+				mustStatus(t, s.do(t, "GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Lamp:1", ""), 404)
+			}},
 	})
 }
 
