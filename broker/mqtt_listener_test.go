@@ -184,3 +184,94 @@ func TestListenerAddrErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestListenersCannotWriteTheLog: MQTT and WebSocket clients read the log
+// but cannot write into it or destroy it; Piazza itself still writes.
+func TestListenersCannotWriteTheLog(t *testing.T) {
+	b, ns := startListenersBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Create(ctx, "", mustParse(t, `{"id":"urn:ngsi-ld:Sensor:1","type":"Sensor","level":1}`, ParseOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	inproc, err := nats.Connect("", nats.InProcessServer(ns.Server()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inproc.Close()
+	seen := make(chan *nats.Msg, 64)
+	for _, subj := range []string{"piazza.>", "probe.>"} {
+		if _, err := inproc.ChanSubscribe(subj, seen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inproc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// waitProbe drains what the in-process subscriber saw until the probe
+	// subject arrives, failing on anything on piazza.>.
+	waitProbe := func(probe string) {
+		t.Helper()
+		for {
+			select {
+			case m := <-seen:
+				if strings.HasPrefix(m.Subject, "piazza.") {
+					t.Fatalf("an app wrote into the log: %s %s", m.Subject, m.Data)
+				}
+				if m.Subject == probe {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("probe %s never arrived", probe)
+			}
+		}
+	}
+
+	// MQTT: a publish into piazza/... goes nowhere; one elsewhere passes
+	// (MQTT notifications to the embedded listener keep working).
+	p := NewMQTTPublisher(nil)
+	defer p.Close()
+	_ = p.Publish(ctx, mustURL(t, "mqtt://"+ns.MQTTAddr()+"/piazza/@/Sensor/urn:ngsi-ld:Sensor:fake"), 1, []byte(`{"id":"urn:ngsi-ld:Sensor:fake"}`))
+	if err := p.Publish(ctx, mustURL(t, "mqtt://"+ns.MQTTAddr()+"/probe/mqtt"), 1, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	waitProbe("probe.mqtt")
+
+	// WebSocket: no publish into the log, no stream deletion or purge.
+	ws, err := nats.Connect(ns.WebSocketURL(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.Publish("piazza.@.Sensor.urn:ngsi-ld:Sensor:fake", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Publish("probe.ws", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitProbe("probe.ws")
+	js, err := jetstream.New(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if err := js.DeleteStream(short, "PIAZZA"); err == nil {
+		t.Fatal("an app deleted the log")
+	}
+	st, err := js.Stream(ctx, "PIAZZA")
+	if err != nil {
+		t.Fatalf("apps cannot read stream info: %v", err)
+	}
+	if err := st.Purge(short); err == nil {
+		t.Fatal("an app purged the log")
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("log holds %v messages (%v), want 1", info.State.Msgs, err)
+	}
+	// Piazza still writes.
+	if _, err := b.Merge(ctx, "", "urn:ngsi-ld:Sensor:1", mustParse(t, `{"level":2}`, ParseOptions{Fragment: true})); err != nil {
+		t.Fatal(err)
+	}
+}

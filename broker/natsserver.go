@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -97,6 +99,9 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		opts.Websocket.Host, opts.Websocket.Port = host, port
 		opts.Websocket.NoTLS = true
 	}
+	if opts.MQTT.Port != 0 || opts.Websocket.Port != 0 {
+		appsReadOnly(opts)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: embedded NATS: %w", err)
@@ -133,6 +138,48 @@ func (e *EmbeddedNATS) WebSocketURL() string {
 		return ""
 	}
 	return e.srv.WebsocketURL()
+}
+
+// Users of the embedded server once the MQTT or WebSocket listener is on.
+// Clients of the NATS client listener and Piazza's in-process connection
+// present no credentials and are piazzaUser, as before; MQTT and WebSocket
+// clients are appUser, who may subscribe to anything and publish anywhere
+// but into Piazza's log and KV buckets or to the JetStream API calls that
+// change or delete streams, consumers and accounts: an app on these
+// listeners reads and replays the log but cannot write or destroy it (see
+// README, "Who may publish").
+const (
+	piazzaUser = "piazza"
+	appUser    = "piazza-app"
+)
+
+// appPublishDeny are the subjects appUser may not publish to.
+var appPublishDeny = []string{
+	SubjectPrefix + ".>",
+	"$KV.>", "$O.>",
+	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
+	"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.SNAPSHOT.>",
+	"$JS.API.STREAM.RESTORE.>", "$JS.API.STREAM.PEER.>", "$JS.API.STREAM.LEADER.>",
+	"$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.PAUSE.>", "$JS.API.CONSUMER.UNPIN.>",
+	"$JS.API.CONSUMER.LEADER.>", "$JS.API.ACCOUNT.PURGE.>", "$JS.API.META.>", "$JS.API.SERVER.>",
+}
+
+// appsReadOnly gives MQTT and WebSocket clients appUser's permissions.
+func appsReadOnly(opts *server.Options) {
+	secret := func() string {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:]) // nobody logs in as these users: they are assigned
+	}
+	opts.Users = []*server.User{
+		{Username: piazzaUser, Password: secret()},
+		{Username: appUser, Password: secret(), Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: appPublishDeny},
+		}},
+	}
+	opts.NoAuthUser = piazzaUser
+	opts.MQTT.NoAuthUser = appUser
+	opts.Websocket.NoAuthUser = appUser
 }
 
 // listenerAddr parses the address of the MQTT or WebSocket listener and
