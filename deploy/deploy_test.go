@@ -400,6 +400,7 @@ func TestDockerfile(t *testing.T) {
 		{file: dockerfile},
 		{file: "testdata/Dockerfile-root.bad", wantErr: "runs as root"},
 		{file: "testdata/Dockerfile-cgo.bad", wantErr: "CGO_ENABLED=0"},
+		{file: "testdata/Dockerfile-env.bad", wantErr: "PIAZZA_HTTP_ADDR=:1026 PIAZZA_LOG_FORMAT=json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -411,7 +412,8 @@ func TestDockerfile(t *testing.T) {
 // checkDockerfile checks the image's promises by reading its instructions:
 // the Go of the builder is go.mod's, the binary is static and trimmed, the
 // final stage is distroless or scratch, runs as a non-root user, exposes the
-// API and metrics ports, and its HEALTHCHECK runs a file the image has.
+// API and metrics ports, sets no PIAZZA_* variable, and its HEALTHCHECK runs
+// a file the image has.
 func checkDockerfile(path string) []error {
 	ins, err := parseDockerfile(path)
 	if err != nil {
@@ -476,6 +478,10 @@ func checkDockerfile(path string) []error {
 			files[f[len(f)-1]] = true
 		case "HEALTHCHECK":
 			health = in.args
+		case "ENV":
+			if strings.Contains(in.args, "PIAZZA_") {
+				errs = append(errs, fmt.Errorf("%s: the final image sets %s: PIAZZA_* variables override a mounted config file", path, in.args))
+			}
 		}
 	}
 	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "0" || u == "root" {
@@ -510,7 +516,7 @@ func parseDockerfile(path string) ([]dockerInstr, error) {
 			continue
 		}
 		if strings.HasSuffix(line, "\\") {
-			cont.WriteString(strings.TrimSuffix(line, "\\") + " ")
+			cont.WriteString(strings.TrimSpace(strings.TrimSuffix(line, "\\")) + " ")
 			continue
 		}
 		cont.WriteString(line)
