@@ -29,15 +29,27 @@ import (
 // to the example file, and their mapping in nodeConfig.
 type Config struct {
 	// DataDir holds the embedded NATS JetStream files.
-	DataDir    string                  `yaml:"data_dir"`
-	HTTP       HTTPConfig              `yaml:"http"`
-	NATS       NATSConfig              `yaml:"nats"`
-	Contexts   ContextsConfig          `yaml:"contexts"`
-	Schemas    SchemasConfig           `yaml:"schemas"`
-	Validation broker.ValidationConfig `yaml:"validation"`
-	Metrics    MetricsConfig           `yaml:"metrics"`
-	Logging    LoggingConfig           `yaml:"logging"`
-	Shutdown   ShutdownConfig          `yaml:"shutdown"`
+	DataDir       string                  `yaml:"data_dir"`
+	HTTP          HTTPConfig              `yaml:"http"`
+	NATS          NATSConfig              `yaml:"nats"`
+	Contexts      ContextsConfig          `yaml:"contexts"`
+	Schemas       SchemasConfig           `yaml:"schemas"`
+	Validation    broker.ValidationConfig `yaml:"validation"`
+	Metrics       MetricsConfig           `yaml:"metrics"`
+	Logging       LoggingConfig           `yaml:"logging"`
+	Shutdown      ShutdownConfig          `yaml:"shutdown"`
+	Notifications NotificationsConfig     `yaml:"notifications"`
+	// Pipelines are pipeline files (the format of piazza ingest --config)
+	// that serve runs in process.
+	Pipelines []string `yaml:"pipelines"`
+}
+
+// NotificationsConfig is the delivery of NGSI-LD subscriptions' notifications.
+type NotificationsConfig struct {
+	Hosts        []string      `yaml:"hosts"`
+	MaxAttempts  int           `yaml:"max_attempts"`
+	Timeout      time.Duration `yaml:"timeout"`
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
 }
 
 // HTTPConfig is the NGSI-LD API's listener.
@@ -128,12 +140,13 @@ func defaultConfig() Config {
 		DataDir: "./data",
 		HTTP: HTTPConfig{Addr: ":1026", MaxBodyBytes: 8 << 20, MaxHeaderBytes: 1 << 20,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second},
-		NATS:       NATSConfig{Addr: "127.0.0.1:4222", Replicas: 1},
-		Contexts:   ContextsConfig{Timeout: 5 * time.Second},
-		Validation: broker.ValidationConfig{PolicySet: broker.PolicySet{Default: broker.PolicyEnforce, Unknown: "allow"}},
-		Metrics:    MetricsConfig{Addr: defaultMetricsAddr},
-		Logging:    LoggingConfig{Level: "info", Format: "text"},
-		Shutdown:   ShutdownConfig{Grace: 10 * time.Second},
+		NATS:          NATSConfig{Addr: "127.0.0.1:4222", Replicas: 1},
+		Contexts:      ContextsConfig{Timeout: 5 * time.Second},
+		Validation:    broker.ValidationConfig{PolicySet: broker.PolicySet{Default: broker.PolicyEnforce, Unknown: "allow"}},
+		Metrics:       MetricsConfig{Addr: defaultMetricsAddr},
+		Logging:       LoggingConfig{Level: "info", Format: "text"},
+		Shutdown:      ShutdownConfig{Grace: 10 * time.Second},
+		Notifications: NotificationsConfig{MaxAttempts: 5, Timeout: 10 * time.Second, RetryBackoff: time.Second},
 	}
 }
 
@@ -177,6 +190,8 @@ var settings = []setting{
 	{key: "validation.unknown", flag: "unknown-types", usage: "entity types without a data model: allow or reject"},
 	{key: "shutdown.grace", flag: "shutdown-grace", usage: "time allowed for a stop on SIGTERM: drain in-flight requests, stop every component"},
 	{key: "shutdown.delay", flag: "shutdown-delay", usage: "time /readyz answers 503 before the API stops accepting, within the grace"},
+	{key: "notifications.hosts", flag: "notification-hosts", usage: "the only hosts notifications may go to: names, *.domain, IPs, CIDRs, comma-separated; empty allows all"},
+	{key: "pipelines", flag: "pipelines", usage: "pipeline files (piazza ingest --config format) to run in process, comma-separated"},
 }
 
 // serveOptions is what the command line asks beyond the config.
@@ -318,7 +333,7 @@ func decodeConfig(data []byte, cfg *Config) error {
 
 var (
 	unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type ([\w.]+)`)
-	badValue     = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into ([\\w.]+)")
+	badValue     = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
 // yamlError rewrites the YAML decoder's messages in the config's terms:
@@ -593,6 +608,12 @@ func (c *Config) check() error {
 	checkAddr("http.addr", c.HTTP.Addr, false)
 	checkAddr("nats.addr", c.NATS.Addr, true)
 	checkAddr("metrics.addr", c.Metrics.Addr, true)
+	if c.Notifications.MaxAttempts < 1 {
+		bad("notifications.max_attempts", "must be at least 1")
+	}
+	if _, err := node.LoadPipelineFiles(c.Pipelines); err != nil {
+		bad("pipelines", "%v", err)
+	}
 	if c.HTTP.MaxBodyBytes <= 0 {
 		bad("http.max_body_bytes", "must be positive")
 	}
@@ -604,7 +625,8 @@ func (c *Config) check() error {
 		d   time.Duration
 	}{{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_timeout", c.HTTP.ReadTimeout},
 		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
-		{"contexts.timeout", c.Contexts.Timeout}, {"shutdown.grace", c.Shutdown.Grace}} {
+		{"contexts.timeout", c.Contexts.Timeout}, {"shutdown.grace", c.Shutdown.Grace},
+		{"notifications.timeout", c.Notifications.Timeout}, {"notifications.retry_backoff", c.Notifications.RetryBackoff}} {
 		if d.d <= 0 {
 			bad(d.key, "must be a positive duration, such as \"5s\"")
 		}
@@ -670,7 +692,10 @@ func (c *Config) nodeConfig() node.Config {
 		ContextFiles: c.Contexts.Files, ContextsOffline: c.Contexts.Offline, ContextTimeout: c.Contexts.Timeout,
 		SchemasDir: c.Schemas.Dir, Validation: c.Validation,
 		ShutdownGrace: c.Shutdown.Grace, ShutdownDelay: c.Shutdown.Delay,
-		AccessLog: c.Logging.AccessLog,
+		AccessLog:         c.Logging.AccessLog,
+		NotificationHosts: c.Notifications.Hosts, NotificationMaxAttempts: c.Notifications.MaxAttempts,
+		NotificationTimeout: c.Notifications.Timeout, NotificationRetryBackoff: c.Notifications.RetryBackoff,
+		Pipelines: c.Pipelines,
 	}
 }
 

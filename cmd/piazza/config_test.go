@@ -174,6 +174,8 @@ validation:
 		}},
 		{"secrets from the environment", nil, []string{"PIAZZA_NATS_URL", "nats://n:4222", "PIAZZA_NATS_USER", "piazza", "PIAZZA_NATS_PASSWORD", "s3cret"},
 			func(c Config) bool { return c.NATS.User == "piazza" && c.NATS.Password == "s3cret" }},
+		{"lists from a flag and a variable", []string{"--notification-hosts", "a.org, *.b.org,10.0.0.0/8"}, []string{"PIAZZA_NOTIFICATION_HOSTS", "ignored.org"},
+			func(c Config) bool { return slices.Equal(c.Notifications.Hosts, []string{"a.org", "*.b.org", "10.0.0.0/8"}) }},
 		{"context files", []string{"--context-files", "https://x.org/c.jsonld=" + file}, nil, func(c Config) bool {
 			return c.Contexts.Files["https://x.org/c.jsonld"] == file
 		}},
@@ -219,6 +221,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad duration from the environment", "", nil, []string{"PIAZZA_SHUTDOWN_GRACE", "soon"}, []string{`PIAZZA_SHUTDOWN_GRACE="soon": not a duration`}},
 		{"bad flag value", "", []string{"--replicas", "x"}, nil, []string{`invalid value "x" for flag -replicas`}},
 		{"missing file", "", []string{"--config", "/nonexistent/piazza.yaml"}, nil, []string{"config file", "no such file"}},
+		{"missing pipeline file", "pipelines: [/nonexistent/p.yaml]\n", nil, nil, []string{"pipelines: pipelines file /nonexistent/p.yaml"}},
+		{"no notification attempts", "notifications:\n  max_attempts: 0\n", nil, nil, []string{"notifications.max_attempts: must be at least 1"}},
+		{"hosts is a list", "notifications:\n  hosts: example.org\n", nil, nil, []string{`line 2: "example...`, "is not a list"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
