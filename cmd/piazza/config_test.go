@@ -175,7 +175,9 @@ validation:
 		{"secrets from the environment", nil, []string{"PIAZZA_NATS_URL", "nats://n:4222", "PIAZZA_NATS_USER", "piazza", "PIAZZA_NATS_PASSWORD", "s3cret"},
 			func(c Config) bool { return c.NATS.User == "piazza" && c.NATS.Password == "s3cret" }},
 		{"lists from a flag and a variable", []string{"--notification-hosts", "a.org, *.b.org,10.0.0.0/8"}, []string{"PIAZZA_NOTIFICATION_HOSTS", "ignored.org"},
-			func(c Config) bool { return slices.Equal(c.Notifications.Hosts, []string{"a.org", "*.b.org", "10.0.0.0/8"}) }},
+			func(c Config) bool {
+				return slices.Equal(c.Notifications.Hosts, []string{"a.org", "*.b.org", "10.0.0.0/8"})
+			}},
 		{"context files", []string{"--context-files", "https://x.org/c.jsonld=" + file}, nil, func(c Config) bool {
 			return c.Contexts.Files["https://x.org/c.jsonld"] == file
 		}},
