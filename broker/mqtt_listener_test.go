@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,5 +274,61 @@ func TestListenersCannotWriteTheLog(t *testing.T) {
 	// Piazza still writes.
 	if _, err := b.Merge(ctx, "", "urn:ngsi-ld:Sensor:1", mustParse(t, `{"level":2}`, ParseOptions{Fragment: true})); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkChangeToSubscriber measures, one change at a time, the time from
+// the start of a write (b.Merge) to its arrival at an app subscribed to
+// piazza.@.Sensor.>, over the NATS client listener and over WebSocket; it
+// reports p50 and p99 in milliseconds.
+func BenchmarkChangeToSubscriber(b *testing.B) {
+	for _, via := range []string{"nats", "websocket"} {
+		b.Run(via, func(b *testing.B) {
+			ns, err := StartEmbeddedNATS(EmbeddedOptions{DataDir: b.TempDir(), ClientAddr: "127.0.0.1:-1", WebSocketAddr: "127.0.0.1:-1"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(ns.Shutdown)
+			br := brokerOn(b, ns, Options{})
+			url := ns.ClientURL()
+			if via == "websocket" {
+				url = ns.WebSocketURL()
+			}
+			nc, err := nats.Connect(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			got := make(chan time.Time, 1)
+			if _, err := nc.Subscribe("piazza.@.Sensor.>", func(*nats.Msg) { got <- time.Now() }); err != nil {
+				b.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			id := "urn:ngsi-ld:Sensor:bench"
+			if _, err := br.Create(ctx, "", mustParse(b, `{"id":"`+id+`","type":"Sensor","level":0}`, ParseOptions{})); err != nil {
+				b.Fatal(err)
+			}
+			<-got
+			frags := make([]*Entity, 1000)
+			for i := range frags {
+				frags[i] = mustParse(b, fmt.Sprintf(`{"level":%d}`, i+1), ParseOptions{Fragment: true})
+			}
+			var lat []time.Duration
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				if _, err := br.Merge(ctx, "", id, frags[i%len(frags)]); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, (<-got).Sub(start))
+			}
+			slices.Sort(lat)
+			q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
+			b.ReportMetric(q(0.50), "p50-ms")
+			b.ReportMetric(q(0.99), "p99-ms")
+		})
 	}
 }
