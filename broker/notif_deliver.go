@@ -107,9 +107,17 @@ func (n *Notifier) workLoop(ctx context.Context, tenant, id string) {
 	}
 }
 
+// maxBatch bounds the entities of one notification made of queued changes
+// that were waiting together.
+const maxBatch = 100
+
 // work runs a subscription's consumer. A fresh start (this notifier just
 // took the lead) makes the consumer anew, so that whatever the previous
 // leader took and did not acknowledge comes first, in order.
+//
+// Changes of distinct entities that wait together are sent in one
+// notification (up to maxBatch); two changes of one entity never share a
+// notification, except under throttling, where the latest state wins.
 func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) error {
 	st, err := n.b.js.Stream(ctx, notifyStream)
 	if err != nil {
@@ -128,62 +136,131 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {
 		return err
 	}
+	// A pump moves messages into a channel, so that the worker can wait
+	// for one or a throttling window, and see what else is waiting.
+	ch := make(chan jetstream.Msg, 256)
+	pumpDone := make(chan error, 1)
+	go func() {
+		defer close(ch)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				pumpDone <- err
+				return
+			}
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	defer it.Stop()
-	var pending []held
+	take := func(m jetstream.Msg) (held, bool) {
+		var p notifPayload
+		if err := json.Unmarshal(m.Data(), &p); err != nil {
+			n.log.Warn("unreadable queued notification dropped", "subscription", id, "err", err)
+			_ = m.Term()
+			return held{}, false
+		}
+		return held{msg: m, p: p}, true
+	}
+	var pending []held // held by throttling, or carried to the next notification
 	var lastSent time.Time
 	for {
 		s := n.store.lookup(tenant, id)
 		if s == nil {
 			return nil
 		}
-		wait := time.Second
+		var window <-chan time.Time
 		if len(pending) > 0 {
-			wait = max(time.Until(lastSent.Add(s.Throttling)), 0)
+			if s.Throttling <= 0 || !time.Now().Before(lastSent.Add(s.Throttling)) {
+				pending = n.sendBatch(ctx, s, pending, ch, take)
+				lastSent = time.Now()
+				continue
+			}
+			t := time.NewTimer(time.Until(lastSent.Add(s.Throttling)))
+			window = t.C
+			defer t.Stop()
 		}
-		var m jetstream.Msg
-		var nerr error
-		if wait > 0 || len(pending) == 0 {
-			wctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
-			m, nerr = it.Next(jetstream.NextContext(wctx))
-			cancel()
+		var keepAlive <-chan time.Time
+		if len(pending) > 0 {
+			keepAlive = time.After(time.Minute)
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return nil
-		}
-		if m == nil {
-			if nerr != nil && !errors.Is(nerr, context.DeadlineExceeded) && !errors.Is(nerr, nats.ErrTimeout) {
-				return nerr
-			}
-			if len(pending) > 0 && !time.Now().Before(lastSent.Add(s.Throttling)) {
-				n.deliver(ctx, s, pending)
-				lastSent, pending = time.Now(), nil
-			}
+		case <-window:
+		case <-keepAlive:
 			for _, h := range pending {
 				_ = h.msg.InProgress()
 			}
-			continue
+		case m, ok := <-ch:
+			if !ok {
+				select {
+				case err := <-pumpDone:
+					return err
+				default:
+					return nil
+				}
+			}
+			h, ok := take(m)
+			if !ok {
+				continue
+			}
+			if s.Status(time.Now()) != StatusActive {
+				_ = m.Ack() // paused or expired: nothing is sent
+				continue
+			}
+			pending = append(pending, h)
 		}
-		var p notifPayload
-		if err := json.Unmarshal(m.Data(), &p); err != nil {
-			n.log.Warn("unreadable queued notification dropped", "subscription", id, "err", err)
-			_ = m.Term()
-			continue
-		}
-		if s.Status(time.Now()) != StatusActive {
-			_ = m.Ack() // paused or expired: nothing is sent
-			continue
-		}
-		pending = append(pending, held{msg: m, p: p})
-		if s.Throttling > 0 && time.Since(lastSent) < s.Throttling {
-			continue // held until the end of the window
-		}
-		n.deliver(ctx, s, pending)
-		lastSent, pending = time.Now(), nil
 	}
+}
+
+// sendBatch delivers the pending messages with those of distinct entities
+// waiting behind them, and returns a message it took and could not add
+// (a second change of an entity already in the batch), if any.
+func (n *Notifier) sendBatch(ctx context.Context, s *Subscription, pending []held, ch <-chan jetstream.Msg, take func(jetstream.Msg) (held, bool)) []held {
+	var carry []held
+	if s.Throttling <= 0 {
+		// One notification has one triggerReason: changes join it only
+		// with the same trigger.
+		ids := map[string]bool{}
+		trigger := ""
+		for _, h := range pending {
+			for _, it := range h.p.Items {
+				ids[it.ID] = true
+				trigger = it.Trigger
+			}
+		}
+	fill:
+		for len(pending) < maxBatch && len(ch) > 0 {
+			m, ok := <-ch
+			if !ok {
+				break
+			}
+			h, ok := take(m)
+			if !ok {
+				continue
+			}
+			for _, it := range h.p.Items {
+				if it.ID == "" || ids[it.ID] || it.Trigger != trigger {
+					carry = []held{h}
+					break fill
+				}
+			}
+			for _, it := range h.p.Items {
+				ids[it.ID] = true
+			}
+			pending = append(pending, h)
+		}
+	}
+	n.deliver(ctx, s, pending)
+	return carry
 }
 
 // deliver sends one notification for the held messages (the latest state of

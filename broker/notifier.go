@@ -396,6 +396,7 @@ type notifPayload struct {
 }
 
 type notifItem struct {
+	ID       string          `json:"id"`
 	Entity   json.RawMessage `json:"e"`
 	Previous json.RawMessage `json:"p,omitempty"`
 	Deleted  bool            `json:"del,omitempty"`
@@ -442,7 +443,19 @@ type matcher struct {
 	done    uint64 // last sequence handled
 	saved   uint64 // last sequence saved as progress
 	savedAt time.Time
-	synced  time.Time // subscriptions were current at this time
+	// known are the subscriptions the matcher has seen, as of the store's
+	// version knownAt; one it learns of late is caught up (catchUp).
+	known   map[string]bool
+	knownAt uint64
+}
+
+// logMsg is one message of a tenant's log.
+type logMsg struct {
+	subject string
+	header  nats.Header
+	data    []byte
+	seq     uint64
+	time    time.Time
 }
 
 type prevState struct {
@@ -473,6 +486,11 @@ func (n *Notifier) match(ctx context.Context, tenant string) error {
 	}
 	mt.done = max(mt.done, minSince)
 	mt.saved, mt.savedAt = mt.done, time.Now()
+	mt.knownAt = n.store.currentVersion()
+	mt.known = map[string]bool{}
+	for _, s := range n.store.tenantSubs(tenant) {
+		mt.known[s.ID] = true
+	}
 	cons, err := n.b.js.OrderedConsumer(ctx, st.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: mt.done + 1})
 	if err != nil {
@@ -485,7 +503,7 @@ func (n *Notifier) match(ctx context.Context, tenant string) error {
 	defer it.Stop()
 	n.log.Debug("matcher started", "tenant", tenant, "from", mt.done+1)
 	for {
-		wait, cancel := context.WithTimeout(ctx, time.Second)
+		wait, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		m, err := it.Next(jetstream.NextContext(wait))
 		cancel()
 		if ctx.Err() != nil {
@@ -493,6 +511,9 @@ func (n *Notifier) match(ctx context.Context, tenant string) error {
 		}
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+				if err := mt.catchUp(ctx, mt.done); err != nil {
+					return err
+				}
 				if err := mt.checkpoint(ctx, true); err != nil {
 					return err
 				}
@@ -504,14 +525,58 @@ func (n *Notifier) match(ctx context.Context, tenant string) error {
 		if err != nil {
 			continue
 		}
-		if err := mt.handle(ctx, m, md); err != nil {
+		if err := mt.catchUp(ctx, md.Sequence.Stream-1); err != nil {
+			return err
+		}
+		lm := logMsg{subject: m.Subject(), header: m.Headers(), data: m.Data(), seq: md.Sequence.Stream, time: md.Timestamp}
+		if err := mt.handle(ctx, lm, nil); err != nil {
 			return err
 		}
 		mt.done = md.Sequence.Stream
-		if err := mt.checkpoint(ctx, md.NumPending == 0); err != nil {
+		if err := mt.checkpoint(ctx, false); err != nil {
 			return err
 		}
 	}
+}
+
+// maxCatchUp bounds the log a subscription learnt of late is matched against.
+const maxCatchUp = 100000
+
+// catchUp matches the subscriptions the matcher did not know yet against
+// the changes after their creation up to sequence upTo: the local copy of
+// the subscriptions may learn of one after the first changes it must
+// notify have gone by. Their notifications have the same deduplication ids
+// as they would have had, so nothing is queued twice.
+func (mt *matcher) catchUp(ctx context.Context, upTo uint64) error {
+	v := mt.n.store.currentVersion()
+	if v == mt.knownAt {
+		return nil
+	}
+	mt.knownAt = v
+	for _, s := range mt.n.store.tenantSubs(mt.tenant) {
+		if mt.known[s.ID] {
+			continue
+		}
+		mt.known[s.ID] = true
+		if s.Periodic() || s.Since >= upTo {
+			continue
+		}
+		from := max(s.Since+1, upTo-min(upTo, maxCatchUp))
+		for seq := from; seq <= upTo; seq++ {
+			raw, err := mt.st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("catching up subscription %s: %w", s.ID, err)
+			}
+			lm := logMsg{subject: raw.Subject, header: raw.Header, data: raw.Data, seq: raw.Sequence, time: raw.Time}
+			if err := mt.handle(ctx, lm, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // checkpoint saves progress once every notification queued so far is
@@ -550,27 +615,23 @@ type change struct {
 	attrsCreated, attrsUpdated, attrsDeleted []string
 }
 
-// handle matches one message of the log against the subscriptions.
-func (mt *matcher) handle(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata) error {
-	seq := md.Sequence.Stream
-	// Subscriptions committed before this change must be known: the
-	// local copy is synced once per moment after which changes came.
-	if !md.Timestamp.Before(mt.synced) {
-		at := time.Now()
-		if err := mt.n.store.Sync(ctx); err != nil {
-			return err
-		}
-		mt.synced = at
-	}
-	_, _, id, err := ParseSubject(m.Subject())
+// handle matches one message of the log against the subscriptions (or
+// only against one of them, when catching it up).
+func (mt *matcher) handle(ctx context.Context, m logMsg, only *Subscription) error {
+	seq := m.seq
+	_, _, id, err := ParseSubject(m.subject)
 	if err != nil {
 		return nil
 	}
-	h := m.Headers()
+	h := m.header
 	types := h.Values(HeaderType)
 	now := time.Now()
+	subs := mt.n.store.tenantSubs(mt.tenant)
+	if only != nil {
+		subs = []*Subscription{only}
+	}
 	var cands []*Subscription
-	for _, s := range mt.n.store.snapshot(mt.tenant, false) {
+	for _, s := range subs {
 		if s.Periodic() || seq <= s.Since || s.Status(now) != StatusActive {
 			continue
 		}
@@ -580,6 +641,9 @@ func (mt *matcher) handle(ctx context.Context, m jetstream.Msg, md *jetstream.Ms
 		cands = append(cands, s)
 	}
 	del := h.Get(HeaderOp) == OpDelete
+	if only != nil && len(cands) == 0 {
+		return nil
+	}
 	if len(cands) == 0 {
 		// Keep the cache right for the next change of this id.
 		if del {
@@ -598,7 +662,7 @@ func (mt *matcher) handle(ctx context.Context, m jetstream.Msg, md *jetstream.Ms
 			ch.cur = &Entity{ID: id, Types: types}
 		}
 	} else {
-		if ch.cur, err = decodeStored(m.Data()); err != nil {
+		if ch.cur, err = decodeStored(m.data); err != nil {
 			mt.n.log.Warn("unreadable change skipped", "tenant", mt.tenant, "seq", seq, "err", err)
 			return nil
 		}
@@ -617,11 +681,11 @@ func (mt *matcher) handle(ctx context.Context, m jetstream.Msg, md *jetstream.Ms
 		if trigger == "" || !matches(ch.cur, Query{Q: s.Q, Geo: s.Geo, Scope: s.Scope}, resolve) {
 			continue
 		}
-		it := notifItem{Entity: m.Data(), Trigger: trigger, Commit: md.Timestamp, Deleted: del}
+		it := notifItem{ID: id, Entity: m.data, Trigger: trigger, Commit: m.time, Deleted: del}
 		if s.Notification.ShowChanges && ch.prev != nil && !del {
 			it.Previous = encodeStored(ch.prev)
 		}
-		qm, err := queueMsg(mt.tenant, s.ID, keyToken(s.ID)+":"+strconv.FormatUint(seq, 10), notifPayload{Items: []notifItem{it}, Commit: md.Timestamp})
+		qm, err := queueMsg(mt.tenant, s.ID, keyToken(s.ID)+":"+strconv.FormatUint(seq, 10), notifPayload{Items: []notifItem{it}, Commit: m.time})
 		if err != nil {
 			return err
 		}
@@ -630,6 +694,9 @@ func (mt *matcher) handle(ctx context.Context, m jetstream.Msg, md *jetstream.Ms
 			return fmt.Errorf("queueing a notification: %w", translateNATS(err))
 		}
 		mt.pending = append(mt.pending, f)
+	}
+	if only != nil {
+		return nil // catching up: the cache is at the head of the log
 	}
 	if del {
 		mt.remember(id, seq, nil)
@@ -807,7 +874,7 @@ func (n *Notifier) tick(ctx context.Context, s *Subscription, k int64) error {
 	at := time.Now()
 	p := notifPayload{Commit: at}
 	for _, e := range res.Entities {
-		p.Items = append(p.Items, notifItem{Entity: encodeStored(e), Commit: at})
+		p.Items = append(p.Items, notifItem{ID: e.ID, Entity: encodeStored(e), Commit: at})
 	}
 	qm, err := queueMsg(s.Tenant, s.ID, keyToken(s.ID)+":p:"+strconv.FormatInt(k, 10), p)
 	if err != nil {

@@ -286,9 +286,10 @@ func TestNotifyTriggers(t *testing.T) {
 		m := map[string][]string{}
 		for _, nt := range rec.notifications() {
 			sid := nt.Body["subscriptionId"].(string)
-			data := nt.Body["data"].([]any)
-			if data[0].(map[string]any)["id"] == "urn:V:t" {
-				m[sid] = append(m[sid], nt.Body["triggerReason"].(string))
+			for _, d := range nt.Body["data"].([]any) {
+				if d.(map[string]any)["id"] == "urn:V:t" {
+					m[sid] = append(m[sid], nt.Body["triggerReason"].(string))
+				}
 			}
 		}
 		return m
@@ -296,8 +297,10 @@ func TestNotifyTriggers(t *testing.T) {
 	waitFor(t, 10*time.Second, "the last creation to reach every subscription", func() bool {
 		seen := map[string]bool{}
 		for _, nt := range rec.notifications() {
-			if nt.Body["data"].([]any)[0].(map[string]any)["id"] == "urn:V:z" {
-				seen[nt.Body["subscriptionId"].(string)] = true
+			for _, d := range nt.Body["data"].([]any) {
+				if d.(map[string]any)["id"] == "urn:V:z" {
+					seen[nt.Body["subscriptionId"].(string)] = true
+				}
 			}
 		}
 		// Four subscriptions fire on a creation: default, entityCreated,
@@ -316,9 +319,11 @@ func TestNotifyTriggers(t *testing.T) {
 	// A deletion notifies id, type and deletedAt.
 	for _, nt := range rec.notifications() {
 		if nt.Body["triggerReason"] == "entityDeleted" {
-			d := nt.Body["data"].([]any)[0].(map[string]any)
-			if d["id"] != "urn:V:t" || d["type"] != "Vehicle" || d["deletedAt"] == nil || len(d) != 3 {
-				t.Fatalf("deletion data: %v", d)
+			for _, x := range nt.Body["data"].([]any) {
+				d := x.(map[string]any)
+				if d["id"] != "urn:V:t" || d["type"] != "Vehicle" || d["deletedAt"] == nil || len(d) != 3 {
+					t.Fatalf("deletion data: %v", d)
+				}
 			}
 		}
 	}

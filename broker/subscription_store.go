@@ -84,6 +84,7 @@ type SubscriptionStore struct {
 
 	mu      sync.RWMutex
 	cache   map[string]map[string]*Subscription // tenant -> id -> subscription
+	sorted  map[string][]*Subscription          // tenant -> its subscriptions by id (built on demand)
 	version uint64                              // changes applied to cache
 	changed chan struct{}                       // closed and replaced at each change
 	applied atomic.Uint64                       // highest KV revision applied
@@ -99,7 +100,7 @@ func NewSubscriptionStore(b *Broker, o SubscriptionStoreOptions) *SubscriptionSt
 		o.DeadLetterMaxAge = 14 * 24 * time.Hour
 	}
 	return &SubscriptionStore{b: b, opts: o, log: o.Logger.With("component", "subscriptions"),
-		cache: map[string]map[string]*Subscription{}, changed: make(chan struct{})}
+		cache: map[string]map[string]*Subscription{}, sorted: map[string][]*Subscription{}, changed: make(chan struct{})}
 }
 
 // init creates the buckets and streams (once) and starts the watch.
@@ -192,6 +193,7 @@ func (s *SubscriptionStore) watch(w jetstream.KeyWatcher, initialLast uint64) {
 			}
 		}
 		s.version++
+		clear(s.sorted)
 		s.mu.Unlock()
 		s.advance(e.Revision())
 	}
@@ -260,6 +262,13 @@ func (s *SubscriptionStore) Sync(ctx context.Context) error {
 	return s.waitApplied(ctx, last)
 }
 
+// currentVersion counts the changes applied to the local copy.
+func (s *SubscriptionStore) currentVersion() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.version
+}
+
 // changes returns a channel closed at the next change of the local copy.
 func (s *SubscriptionStore) changes() <-chan struct{} {
 	s.mu.RLock()
@@ -283,6 +292,29 @@ func (s *SubscriptionStore) snapshot(tenant string, all bool) []*Subscription {
 	}
 	sortSubscriptions(out)
 	return out
+}
+
+// tenantSubs returns the subscriptions of a tenant sorted by id, shared:
+// the caller must not modify the slice.
+func (s *SubscriptionStore) tenantSubs(tenant string) []*Subscription {
+	s.mu.RLock()
+	l, ok := s.sorted[tenant]
+	s.mu.RUnlock()
+	if ok {
+		return l
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.sorted[tenant]; ok {
+		return l
+	}
+	l = make([]*Subscription, 0, len(s.cache[tenant]))
+	for _, sub := range s.cache[tenant] {
+		l = append(l, sub)
+	}
+	sortSubscriptions(l)
+	s.sorted[tenant] = l
+	return l
 }
 
 // tenants lists the tenants that have subscriptions in the local copy.
