@@ -63,12 +63,14 @@ func buildInfo(version string) prometheus.Collector {
 }
 
 // MetricNames lists every metric name a Piazza node can export, sorted:
-// the node's own (build info, Go runtime, process), the broker's, the HTTP
-// API's, and the notifier's, including vectors that have no series yet.
+// the node's own (build info, Go runtime, process, pipelines), the
+// broker's and its notifier's, and the HTTP API's, including vectors that
+// have no series yet.
 // Dashboards and alert rules are checked against it.
 func MetricNames() []string {
 	r := promnames.NewRecorder()
 	registerNode(r, "")
+	_, _ = newPipelineMetrics(r)
 	names := r.Names()
 	names = append(names, broker.MetricNames()...)
 	names = append(names, api.MetricNames()...)

@@ -165,7 +165,7 @@ func TestMetricsMoveThroughHTTP(t *testing.T) {
 			}
 		}
 		// Vectors with no series yet are named too.
-		for _, want := range []string{"piazza_quarantined_total", "piazza_http_request_errors_total", "piazza_build_info", "process_cpu_seconds_total"} {
+		for _, want := range []string{"piazza_quarantined_total", "piazza_http_request_errors_total", "piazza_build_info", "process_cpu_seconds_total", "piazza_pipeline_records_total", "piazza_notification_queue_depth"} {
 			if !slices.Contains(names, want) {
 				t.Errorf("MetricNames lacks %s", want)
 			}
