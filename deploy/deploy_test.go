@@ -91,13 +91,16 @@ func checkCompose(path string) []error {
 			if !ok {
 				continue
 			}
-			src, _, _ := strings.Cut(s, ":")
+			src, _, ok := strings.Cut(s, ":")
+			if !ok {
+				continue // an anonymous volume: only a container path
+			}
 			switch {
 			case strings.HasPrefix(src, ".") || strings.HasPrefix(src, "/"):
 				if _, err := os.Stat(filepath.Join(dir, src)); err != nil {
 					errs = append(errs, fmt.Errorf("%s: service %s mounts %s, which does not exist", path, name, src))
 				}
-			case !strings.HasPrefix(s, "/"):
+			default:
 				if _, ok := volumes[src]; !ok {
 					errs = append(errs, fmt.Errorf("%s: service %s: volume %q is not declared under the top-level volumes", path, name, src))
 				}
@@ -232,7 +235,8 @@ func k8sSchemaFile(apiVersion, kind string) (string, bool) {
 // TestKubernetesManifestsAgree checks that the objects fit together: the
 // Service and the PodDisruptionBudget select the Deployment's pods, the
 // ConfigMap the pods mount exists, probes name ports the container has,
-// and NATS is reached through the Helm release's service.
+// the kustomization applies every manifest and sets the image, and NATS is
+// reached through the Helm release's service.
 func TestKubernetesManifestsAgree(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
 	byKind := map[string][]manifest{}
@@ -320,6 +324,27 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	}
 	if dig(c, "securityContext", "readOnlyRootFilesystem") != true || dig(dep, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true {
 		t.Error("the pod must run as non-root on a read-only root filesystem")
+	}
+	kust, err := readYAML(filepath.Join(k8sDir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed, want []string
+	for _, r := range asSlice(dig(kust, "resources")) {
+		listed = append(listed, filepath.Join(k8sDir, fmt.Sprint(r)))
+	}
+	for _, f := range files {
+		if f != natsValues && filepath.Base(f) != "kustomization.yaml" {
+			want = append(want, f)
+		}
+	}
+	slices.Sort(listed)
+	if !slices.Equal(listed, want) {
+		t.Errorf("kustomization.yaml lists %v, want every manifest: %v", listed, want)
+	}
+	image, _, _ := strings.Cut(str(c, "image"), ":")
+	if !slices.ContainsFunc(asSlice(dig(kust, "images")), func(i any) bool { return str(i, "name") == image }) {
+		t.Errorf("kustomization.yaml does not set the image %q of the Deployment", image)
 	}
 	env := map[string]string{}
 	for _, e := range asSlice(dig(c, "env")) {
