@@ -29,19 +29,27 @@ import (
 // to the example file, and their mapping in nodeConfig.
 type Config struct {
 	// DataDir holds the embedded NATS JetStream files.
-	DataDir       string                  `yaml:"data_dir"`
-	HTTP          HTTPConfig              `yaml:"http"`
-	NATS          NATSConfig              `yaml:"nats"`
-	Contexts      ContextsConfig          `yaml:"contexts"`
-	Schemas       SchemasConfig           `yaml:"schemas"`
-	Validation    broker.ValidationConfig `yaml:"validation"`
-	Metrics       MetricsConfig           `yaml:"metrics"`
-	Logging       LoggingConfig           `yaml:"logging"`
-	Shutdown      ShutdownConfig          `yaml:"shutdown"`
-	Notifications NotificationsConfig     `yaml:"notifications"`
+	DataDir    string                  `yaml:"data_dir"`
+	HTTP       HTTPConfig              `yaml:"http"`
+	NATS       NATSConfig              `yaml:"nats"`
+	Contexts   ContextsConfig          `yaml:"contexts"`
+	Schemas    SchemasConfig           `yaml:"schemas"`
+	Validation broker.ValidationConfig `yaml:"validation"`
+	Metrics    MetricsConfig           `yaml:"metrics"`
+	Logging    LoggingConfig           `yaml:"logging"`
+	Shutdown   ShutdownConfig          `yaml:"shutdown"`
+	// MQTT and WebSocket are listeners of the embedded NATS for apps.
+	MQTT          ListenerConfig      `yaml:"mqtt"`
+	WebSocket     ListenerConfig      `yaml:"websocket"`
+	Notifications NotificationsConfig `yaml:"notifications"`
 	// Pipelines are pipeline files (the format of piazza ingest --config)
 	// that serve runs in process.
 	Pipelines []string `yaml:"pipelines"`
+}
+
+// ListenerConfig is an optional listener: "off" opens none.
+type ListenerConfig struct {
+	Addr string `yaml:"addr"`
 }
 
 // NotificationsConfig is the delivery of NGSI-LD subscriptions' notifications.
@@ -146,6 +154,8 @@ func defaultConfig() Config {
 		Metrics:       MetricsConfig{Addr: defaultMetricsAddr},
 		Logging:       LoggingConfig{Level: "info", Format: "text"},
 		Shutdown:      ShutdownConfig{Grace: 10 * time.Second},
+		MQTT:          ListenerConfig{Addr: "off"},
+		WebSocket:     ListenerConfig{Addr: "off"},
 		Notifications: NotificationsConfig{MaxAttempts: 5, Timeout: 10 * time.Second, RetryBackoff: time.Second},
 	}
 }
@@ -171,6 +181,8 @@ var settings = []setting{
 	{key: "http.addr", flag: "http-addr", usage: "listen address of the NGSI-LD HTTP API"},
 	{key: "data_dir", flag: "data-dir", usage: "directory of the embedded NATS JetStream files"},
 	{key: "nats.addr", flag: "nats-addr", usage: "client listener of the embedded NATS for apps; 'off' for none"},
+	{key: "mqtt.addr", flag: "mqtt-addr", usage: "MQTT 3.1.1 listener of the embedded NATS for apps (topics piazza/<tenant>/<Type>/<id>), e.g. 127.0.0.1:1883; 'off' for none"},
+	{key: "websocket.addr", flag: "websocket-addr", usage: "WebSocket (ws://) listener of the embedded NATS for apps in browsers, e.g. 127.0.0.1:8080; 'off' for none"},
 	{key: "nats.url", flag: "nats-url", usage: "use an existing NATS (cluster) at this URL instead of the embedded one"},
 	{key: "nats.replicas", flag: "replicas", usage: "replicas of each tenant's stream: 1 on one server, 3 on a cluster"},
 	{key: "nats.history", flag: "history", usage: "states kept per entity in the log; 0 keeps all"},
@@ -607,6 +619,15 @@ func (c *Config) check() error {
 	}
 	checkAddr("http.addr", c.HTTP.Addr, false)
 	checkAddr("nats.addr", c.NATS.Addr, true)
+	checkAddr("mqtt.addr", c.MQTT.Addr, true)
+	checkAddr("websocket.addr", c.WebSocket.Addr, true)
+	if c.NATS.URL != "" {
+		for _, l := range []struct{ key, addr string }{{"mqtt.addr", c.MQTT.Addr}, {"websocket.addr", c.WebSocket.Addr}} {
+			if l.addr != "off" {
+				bad(l.key, "is a listener of the embedded NATS: with nats.url, enable it on the NATS cluster")
+			}
+		}
+	}
 	checkAddr("metrics.addr", c.Metrics.Addr, true)
 	if c.Notifications.MaxAttempts < 1 {
 		bad("notifications.max_attempts", "must be at least 1")
@@ -676,7 +697,14 @@ func (c *Config) check() error {
 	if err := c.Validation.Check(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; ")) // one line, every problem
 }
 
 // nodeConfig is the node's configuration for this one.
@@ -685,8 +713,8 @@ func (c *Config) nodeConfig() node.Config {
 		HTTPAddr: c.HTTP.Addr, MaxBodyBytes: c.HTTP.MaxBodyBytes, MaxHeaderBytes: c.HTTP.MaxHeaderBytes,
 		ReadHeaderTimeout: c.HTTP.ReadHeaderTimeout, ReadTimeout: c.HTTP.ReadTimeout,
 		WriteTimeout: c.HTTP.WriteTimeout, IdleTimeout: c.HTTP.IdleTimeout,
-		MetricsAddr: c.Metrics.Addr,
-		DataDir:     c.DataDir, NATSAddr: c.NATS.Addr, NATSURL: c.NATS.URL, Replicas: c.NATS.Replicas, History: c.NATS.History,
+		MetricsAddr: c.Metrics.Addr, MQTTAddr: c.MQTT.Addr, WebSocketAddr: c.WebSocket.Addr,
+		DataDir: c.DataDir, NATSAddr: c.NATS.Addr, NATSURL: c.NATS.URL, Replicas: c.NATS.Replicas, History: c.NATS.History,
 		NATSCredentials: c.NATS.CredentialsFile, NATSToken: string(c.NATS.Token),
 		NATSUser: c.NATS.User, NATSPassword: string(c.NATS.Password),
 		ContextFiles: c.Contexts.Files, ContextsOffline: c.Contexts.Offline, ContextTimeout: c.Contexts.Timeout,
