@@ -400,3 +400,34 @@ validation:
 		})
 	}
 }
+
+// TestServeBadConfigOneLine checks that piazza serve with a bad config
+// stops before starting anything, with one line naming every problem and
+// a non-zero exit.
+func TestServeBadConfigOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"unknown key", "http:\n  addr: \":0\"\n  max_body: 1\n", []string{`line 3: unknown key "max_body" in http`}},
+		{"bad duration", "shutdown:\n  grace: soon\n", []string{`line 2: "soon" is not a duration`}},
+		{"two problems", "nats:\n  replicas: 0\nlogging:\n  format: xml\n", []string{"nats.replicas: must be 1 to 5", `logging.format: "xml"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run([]string{"serve", "--config", writeConfigFile(t, "piazza.yaml", tc.file), "--data-dir", t.TempDir()}, &out, &errOut)
+			if code == 0 {
+				t.Fatal("exit 0")
+			}
+			msg := errOut.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "piazza: ") {
+				t.Fatalf("not one line: %q", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Fatalf("%q does not say %q", msg, w)
+				}
+			}
+		})
+	}
+}
