@@ -250,7 +250,7 @@ func checkMQTTTopic(topic string) error {
 // broker; a cancelled context returns at once with an error wrapping
 // ctx.Err(). A connection that breaks is replaced once within the call, so a
 // QoS 1 or 2 message may arrive twice; other failures return an error wrapping
-// one of the ErrMQTT* sentinels.
+// one of the ErrMQTT* sentinels. Publish copies payload: the caller keeps it.
 func (p *MQTTPublisher) Publish(ctx context.Context, target *url.URL, qos byte, payload []byte) error {
 	t, err := parseMQTTTarget(target)
 	if err != nil {
