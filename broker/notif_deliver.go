@@ -132,7 +132,11 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: name,
 		Description:   "notifications of subscription " + id,
 		FilterSubject: notifySubject(tenant, id), AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 5 * time.Minute, MaxAckPending: 4096, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1})
+		AckWait: 5 * time.Minute, MaxAckPending: 4096, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
+		// The queue is a work queue: what is acknowledged leaves the stream,
+		// and what is not stays there; a new leader makes the consumer anew.
+		// So its own state need not be on disk (a write per acknowledgement).
+		MemoryStorage: true})
 	if err != nil {
 		return err
 	}

@@ -142,7 +142,7 @@ func NewNotifier(b *Broker, o NotifierOptions) (*Notifier, error) {
 		render: o.Renderer, client: o.HTTPClient, mqtt: o.MQTT, natsConn: map[string]*nats.Conn{}, stats: map[string]*subStatus{}}
 	if n.client == nil {
 		n.client = &http.Client{
-			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32,
+			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 256,
 				IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 0},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -343,6 +343,11 @@ func (n *Notifier) manage(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			// Let a burst of changes (many subscriptions created at once) settle.
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
 		case <-flush.C:
 			n.flushStatus(ctx)
 			continue
