@@ -10,7 +10,9 @@
 //
 // The package has no code: its tests validate the compose file and the
 // manifests against their JSON schemas (testdata/schemas, see SOURCES.md),
-// parse the alert rules as Prometheus does, and check that every PromQL
+// parse the alert rules as Prometheus does, check that every PromQL
 // expression of the dashboard and the rules names only metrics that Piazza
-// exports (node.MetricNames).
+// exports (node.MetricNames), and run the real piazza with --check-config on
+// the settings that compose and Kubernetes give it. Each check has bad
+// fixtures in testdata that it must refuse.
 package deploy
