@@ -41,19 +41,24 @@ type httpMetrics struct {
 	inFlight prometheus.Gauge
 	duration *prometheus.HistogramVec
 
-	// series and routes cache the label lookups of the request path: the
-	// sets are small (routes × methods × codes) and fixed once warm.
+	// series caches the label lookups of the request path by what chi
+	// leaves in the request (its route patterns), the method and the
+	// code: one map lookup per request. The set is small (routes ×
+	// methods × codes) and fixed once warm.
 	mu     sync.RWMutex
 	series map[seriesKey]*series
-	routes map[[2]string]string
 }
 
+// seriesKey holds chi's first and last route patterns (a request routed
+// through more than two routers has its joined pattern in p0 and "\x00"
+// in p1).
 type seriesKey struct {
-	route, method string
-	code          int
+	p0, p1, method string
+	code           int
 }
 
 type series struct {
+	route    string
 	requests prometheus.Counter
 	duration prometheus.Observer
 }
@@ -81,7 +86,6 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Buckets: durationBuckets,
 		}, []string{"route", "method"}),
 		series: map[seriesKey]*series{},
-		routes: map[[2]string]string{},
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.errors, m.inFlight, m.duration} {
 		if err := reg.Register(c); err != nil {
@@ -154,63 +158,50 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 		if code == 0 {
 			code = http.StatusOK
 		}
-		route := m.route(chi.RouteContext(r.Context()))
-		method := methodLabel(r.Method)
-		s := m.get(seriesKey{route, method, code})
+		s := m.get(chi.RouteContext(r.Context()), r.Method, code)
 		s.requests.Inc()
 		s.duration.Observe(time.Since(start).Seconds())
 		if mw.problem != "" {
-			m.errors.WithLabelValues(route, method, mw.problem).Inc()
+			m.errors.WithLabelValues(s.route, methodLabel(r.Method), mw.problem).Inc()
 		}
 	})
 }
 
-// get returns the series of a label set, creating it the first time.
-func (m *httpMetrics) get(k seriesKey) *series {
+// get returns the series of a request, creating it the first time.
+func (m *httpMetrics) get(rc *chi.Context, method string, code int) *series {
+	// The key holds the method label: unknown methods share one entry.
+	k := seriesKey{method: methodLabel(method), code: code}
+	if rc != nil {
+		switch n := len(rc.RoutePatterns); {
+		case n > 2:
+			k.p0, k.p1 = rc.RoutePattern(), "\x00"
+		case n > 0:
+			k.p0, k.p1 = rc.RoutePatterns[0], rc.RoutePatterns[n-1]
+		}
+	}
 	m.mu.RLock()
 	s := m.series[k]
 	m.mu.RUnlock()
 	if s != nil {
 		return s
 	}
+	route := unmatchedRoute
+	if rc != nil && len(rc.RoutePatterns) > 0 {
+		if p := rc.RoutePattern(); p != "" {
+			route = p
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s = m.series[k]; s == nil {
 		s = &series{
-			requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code)),
-			duration: m.duration.WithLabelValues(k.route, k.method),
+			route:    route,
+			requests: m.requests.WithLabelValues(route, k.method, strconv.Itoa(code)),
+			duration: m.duration.WithLabelValues(route, k.method),
 		}
 		m.series[k] = s
 	}
 	return s
-}
-
-// route is the request's route pattern. chi builds it by joining the
-// patterns of the routers it went through (allocating); the joins are
-// few, so they are cached by their parts.
-func (m *httpMetrics) route(rc *chi.Context) string {
-	if rc == nil || len(rc.RoutePatterns) == 0 {
-		return unmatchedRoute
-	}
-	if len(rc.RoutePatterns) > 2 {
-		return rc.RoutePattern()
-	}
-	var k [2]string
-	copy(k[:], rc.RoutePatterns)
-	m.mu.RLock()
-	p, ok := m.routes[k]
-	m.mu.RUnlock()
-	if ok {
-		return p
-	}
-	p = rc.RoutePattern()
-	if p == "" {
-		p = unmatchedRoute
-	}
-	m.mu.Lock()
-	m.routes[k] = p
-	m.mu.Unlock()
-	return p
 }
 
 // methodLabel bounds the method label: clients may send any token.
