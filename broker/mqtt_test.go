@@ -733,3 +733,16 @@ func selfSignedCert(t testing.TB) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
+
+// ExampleMQTTPublisher sends one notification with QoS 1 to an MQTT broker;
+// the publisher keeps the connection for the next one.
+func ExampleMQTTPublisher() {
+	p := NewMQTTPublisher(nil)
+	defer p.Close()
+	target, _ := url.Parse("mqtt://user:secret@mqtt.example.org:1883/city/notifications")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, target, 1, []byte(`{"type":"Notification"}`)); err != nil {
+		fmt.Println(err) // wraps ErrMQTTUnreachable, ErrMQTTRefused, ctx.Err()...
+	}
+}
