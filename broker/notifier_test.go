@@ -653,3 +653,52 @@ func TestNotifyPausedAndExpired(t *testing.T) {
 		t.Fatalf("%d notifications: paused or expired subscriptions notified", got)
 	}
 }
+
+// TestNotifyMQTT: an mqtt:// endpoint on the embedded nats-server's MQTT
+// listener receives the notification (QoS 1) as the NGSI-LD MQTT envelope,
+// seen here by a NATS subscriber of the mapped subject.
+func TestNotifyMQTT(t *testing.T) {
+	// The listeners as piazza serve runs them: MQTT clients may not
+	// publish into Piazza's log, but anywhere else.
+	b, ns := startListenersBroker(t)
+	nc, err := nats.Connect("", nats.InProcessServer(ns.Server()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	got := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe("apps.notify.speed", got); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	reg := prometheus.NewRegistry()
+	n, _ := startNotifier(t, b, NotifierOptions{Registerer: reg})
+	waitLeading(t, n)
+	subscribe(t, n.Store(), "city", `{"type":"Subscription","entities":[{"type":"Vehicle"}],"notification":{"format":"keyValues",
+		"endpoint":{"uri":"mqtt://`+ns.MQTTAddr()+`/apps/notify/speed","notifierInfo":[{"key":"MQTT-QoS","value":"1"}],
+		"receiverInfo":[{"key":"X-App","value":"a"}]}}}`)
+	write(t, func(ctx context.Context) (Outcome, error) {
+		return b.Create(ctx, "city", vehicle(t, "urn:V:m", `,"speed":{"type":"Property","value":42}`))
+	})
+	select {
+	case m := <-got:
+		var env struct {
+			Metadata map[string]string `json:"metadata"`
+			Body     map[string]any    `json:"body"`
+		}
+		if err := json.Unmarshal(m.Data, &env); err != nil {
+			t.Fatalf("MQTT payload: %v: %s", err, m.Data)
+		}
+		data, _ := env.Body["data"].([]any)
+		if env.Metadata["Content-Type"] != "application/json" || env.Metadata["NGSILD-Tenant"] != "city" || env.Metadata["X-App"] != "a" ||
+			env.Body["type"] != "Notification" || len(data) != 1 || data[0].(map[string]any)["speed"] != float64(42) {
+			t.Fatalf("MQTT notification: %s", m.Data)
+		}
+	case <-time.After(10 * time.Second):
+		d, _ := n.Store().Status(context.Background(), "city", n.Store().snapshot("city", false)[0].ID)
+		t.Fatalf("no MQTT notification; delivery status %+v", d)
+	}
+	waitFor(t, 5*time.Second, "the mqtt sent metric", func() bool {
+		return testutil.ToFloat64(n.metrics.sent.WithLabelValues("mqtt")) == 1
+	})
+}
