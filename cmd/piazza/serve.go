@@ -48,6 +48,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	nc := cfg.nodeConfig()
 	nc.Version, nc.Logger = version, logger
 	n, err := node.Start(ctx, nc)
+	if err != nil && ctx.Err() != nil {
+		// A stop asked for while starting (a rolling update) is a stop.
+		logger.Info("stopped while starting", "err", err)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "piazza: %v\n", err)
 		return 1
