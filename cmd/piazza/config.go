@@ -271,7 +271,10 @@ func serveFlagSet(opts *serveOptions, given map[string]string, stderr io.Writer)
 			continue
 		}
 		v := mustField(&def, s.key)
-		fv := &flagValue{s: s, given: given, def: formatValue(v), isBool: v.Kind() == reflect.Bool}
+		fv := &flagValue{s: s, given: given, isBool: v.Kind() == reflect.Bool}
+		if !v.IsZero() {
+			fv.def = formatValue(v) // -h shows no default for zero values, as flag does
+		}
 		fs.Var(fv, s.flag, s.usage+" ("+s.envName()+"; "+s.key+")")
 	}
 	fs.Usage = func() {
