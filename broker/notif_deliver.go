@@ -181,29 +181,37 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 			return nil
 		}
 		var window <-chan time.Time
+		var windowTimer *time.Timer
 		if len(pending) > 0 {
 			if s.Throttling <= 0 || !time.Now().Before(lastSent.Add(s.Throttling)) {
 				pending = n.sendBatch(ctx, s, pending, ch, take)
 				lastSent = time.Now()
 				continue
 			}
-			t := time.NewTimer(time.Until(lastSent.Add(s.Throttling)))
-			window = t.C
-			defer t.Stop()
+			windowTimer = time.NewTimer(time.Until(lastSent.Add(s.Throttling)))
+			window = windowTimer.C
 		}
 		var keepAlive <-chan time.Time
 		if len(pending) > 0 {
 			keepAlive = time.After(time.Minute)
 		}
+		stopWindow := func() {
+			if windowTimer != nil {
+				windowTimer.Stop()
+			}
+		}
 		select {
 		case <-ctx.Done():
+			stopWindow()
 			return nil
 		case <-window:
 		case <-keepAlive:
+			stopWindow()
 			for _, h := range pending {
 				_ = h.msg.InProgress()
 			}
 		case m, ok := <-ch:
+			stopWindow()
 			if !ok {
 				select {
 				case err := <-pumpDone:

@@ -179,18 +179,30 @@ func (n *Notifier) activeSubscriptions() float64 {
 	return float64(c)
 }
 
-// Run campaigns for the lead and, while leading, matches and delivers. It
-// returns when ctx ends (nil), or with an error if NATS cannot be used at
-// start. On return the lead is released, so another replica takes over at once.
+// Run campaigns for the lead and, while leading, matches and delivers,
+// until ctx ends; while NATS cannot be used it keeps trying. On return the
+// lead is released, so another replica takes over at once. It returns nil.
 func (n *Notifier) Run(ctx context.Context) error {
-	if err := n.store.init(ctx); err != nil {
-		return err
-	}
-	lease, err := n.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket,
-		Description: "Piazza notifier leader", Storage: jetstream.FileStorage, Replicas: n.b.opts.Replicas,
-		TTL: n.opts.LeaseTTL, History: 1})
-	if err != nil {
-		return fmt.Errorf("broker: notifier lease bucket: %w", translateNATS(err))
+	var lease jetstream.KeyValue
+	for {
+		err := n.store.init(ctx)
+		if err == nil {
+			lease, err = n.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket,
+				Description: "Piazza notifier leader", Storage: jetstream.FileStorage, Replicas: n.b.opts.Replicas,
+				TTL: n.opts.LeaseTTL, History: 1})
+			if err == nil {
+				break
+			}
+			err = fmt.Errorf("broker: notifier lease bucket: %w", translateNATS(err))
+		}
+		// NATS may be starting or unreachable: try again, as the read
+		// models and the API do, rather than run without notifications.
+		n.log.Warn("notifier cannot start yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
 	}
 	defer func() {
 		if n.ownMQTT {
@@ -464,11 +476,12 @@ type logMsg struct {
 }
 
 type prevState struct {
-	seq uint64
-	e   *Entity // nil: deleted
+	seq  uint64
+	data []byte // the stored form; nil: deleted
 }
 
-// maxPrevStates bounds the matcher's cache of last states.
+// maxPrevStates bounds the matcher's cache of last states (about 600
+// bytes each, the stored form as the log holds it).
 const maxPrevStates = 50000
 
 func (n *Notifier) match(ctx context.Context, tenant string) error {
@@ -650,11 +663,11 @@ func (mt *matcher) handle(ctx context.Context, m logMsg, only *Subscription) err
 		return nil
 	}
 	if len(cands) == 0 {
-		// Keep the cache right for the next change of this id.
+		// Keep the state for the next change of this id.
 		if del {
 			mt.remember(id, seq, nil)
-		} else if _, ok := mt.prev[id]; ok {
-			delete(mt.prev, id)
+		} else {
+			mt.remember(id, seq, m.data)
 		}
 		return nil
 	}
@@ -706,16 +719,16 @@ func (mt *matcher) handle(ctx context.Context, m logMsg, only *Subscription) err
 	if del {
 		mt.remember(id, seq, nil)
 	} else {
-		mt.remember(id, seq, ch.cur)
+		mt.remember(id, seq, m.data)
 	}
 	return nil
 }
 
-func (mt *matcher) remember(id string, seq uint64, e *Entity) {
+func (mt *matcher) remember(id string, seq uint64, data []byte) {
 	if len(mt.prev) >= maxPrevStates {
 		clear(mt.prev)
 	}
-	mt.prev[id] = prevState{seq: seq, e: e}
+	mt.prev[id] = prevState{seq: seq, data: data}
 }
 
 // previous returns the state an entity had before a change (nil if it had
@@ -726,7 +739,12 @@ func (mt *matcher) previous(ctx context.Context, id string, prevSeq uint64) (*En
 		return nil, true
 	}
 	if p, ok := mt.prev[id]; ok && p.seq == prevSeq {
-		return p.e, true
+		if p.data == nil {
+			return nil, true
+		}
+		if e, err := decodeStored(p.data); err == nil {
+			return e, true
+		}
 	}
 	msg, err := mt.st.GetMsg(ctx, prevSeq)
 	if err != nil {

@@ -702,3 +702,43 @@ func TestNotifyMQTT(t *testing.T) {
 		return testutil.ToFloat64(n.metrics.sent.WithLabelValues("mqtt")) == 1
 	})
 }
+
+// TestNotifyCatchUp: a subscription the matcher learns of after changes it
+// must notify have gone by (its copy of the subscriptions lagged) is caught
+// up from the log sequence of its creation.
+func TestNotifyCatchUp(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	rec := newReceiver(t)
+	n, _ := startNotifier(t, b, NotifierOptions{})
+	waitLeading(t, n)
+	subscribe(t, n.Store(), "", `{"type":"Subscription","entities":[{"type":"Vehicle"}],"notification":{"endpoint":{"uri":"`+rec.URL+`/a"}}}`)
+	write(t, func(ctx context.Context) (Outcome, error) {
+		return b.Create(ctx, "", vehicle(t, "urn:V:c1", `,"n":{"type":"Property","value":1}`))
+	})
+	waitFor(t, 10*time.Second, "the first subscription's notification", func() bool { return len(rec.notifications()) == 1 })
+	ctx := context.Background()
+	last, err := n.Store().streamLast(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A subscription created just before that change, stored as if the
+	// matcher had not seen it in time.
+	v, _ := DecodeJSON([]byte(`{"id":"urn:ngsi-ld:Subscription:late","type":"Subscription","entities":[{"type":"Vehicle"}],"notification":{"endpoint":{"uri":"` + rec.URL + `/late"}}}`))
+	s, err := ParseSubscription(v, SubscriptionParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Since, s.CreatedAt, s.ModifiedAt = last-1, now(), now()
+	data, _ := s.encode()
+	if _, err := n.Store().subs.Create(ctx, subKey("", s.ID), data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the late subscription's notification of the change before it was seen", func() bool {
+		for _, nt := range rec.notifications() {
+			if nt.Body["subscriptionId"] == "urn:ngsi-ld:Subscription:late" {
+				return nt.Body["data"].([]any)[0].(map[string]any)["id"] == "urn:V:c1"
+			}
+		}
+		return false
+	})
+}
