@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 )
 
 // Query selects entities: every condition given must hold. The API
@@ -709,7 +708,7 @@ func orderValue(e *Entity, k OrderKey) any {
 		if ts.IsZero() {
 			return nil
 		}
-		return ts.Format(time.RFC3339Nano)
+		return ts.UTC().Format(orderTimeLayout)
 	}
 	is := e.Attrs[key]
 	if len(is) == 0 {
@@ -717,6 +716,10 @@ func orderValue(e *Entity, k OrderKey) any {
 	}
 	return attrOrderValue(is[0])
 }
+
+// orderTimeLayout formats timestamps for ordering: fixed width, so that
+// the strings compare as the times do (RFC3339Nano drops trailing zeros).
+const orderTimeLayout = "2006-01-02T15:04:05.000000000Z"
 
 // orderPathValue is the value of a sub-attribute path ("name.createdAt",
 // "name.subProperty") on an entity, or nil.
@@ -737,7 +740,7 @@ func orderPathValue(e *Entity, k OrderKey) any {
 			if ts.IsZero() {
 				return nil
 			}
-			return ts.Format(time.RFC3339Nano)
+			return ts.UTC().Format(orderTimeLayout)
 		case last && p == "observedAt":
 			if a.ObservedAt == "" {
 				return nil
