@@ -232,7 +232,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 	if n.pipes != nil {
 		// Before the API closes: a batch on its way finishes or fails
 		// whole, and the next start reads the sources again.
-		n.pipes.stop()
+		n.pipes.stop(ctx)
 	}
 	var err error
 	if n.srv != nil {
@@ -248,7 +248,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 
 func (n *Node) close() {
 	if n.pipes != nil {
-		n.pipes.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownGrace)
+		n.pipes.stop(ctx)
+		cancel()
 	}
 	if n.srv == nil && n.ln != nil {
 		_ = n.ln.Close()

@@ -189,11 +189,20 @@ func (s *pipelineSet) run(ctx context.Context, p adapters.PipelineConfig, client
 	}
 }
 
-// stop cancels every pipeline and waits for them: a batch being written
-// is either acknowledged or not, never half-reported.
-func (s *pipelineSet) stop() {
+// stop cancels every pipeline and waits for them, until ctx ends: a batch
+// being written is either acknowledged or not, never half-reported.
+func (s *pipelineSet) stop(ctx context.Context) {
 	s.cancel()
-	s.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("pipelines still stopping at the end of the grace period")
+	}
 }
 
 // handlerTransport is an http.RoundTripper that serves each request with an

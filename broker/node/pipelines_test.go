@@ -78,7 +78,7 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer set.stop()
+	defer set.stop(context.Background())
 
 	deadline := time.Now().Add(30 * time.Second)
 	for testutil.ToFloat64(set.m.lastSuccess.WithLabelValues("popolazione")) == 0 {
