@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -124,21 +125,49 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 		return err
 	}
 	name := consumerName(tenant, id)
+	subject := notifySubject(tenant, id)
+	var start uint64 // first sequence to deliver (0: all the queue holds)
 	if fresh {
+		if c, err := st.Consumer(ctx, name); err == nil {
+			if ci := c.CachedInfo(); ci != nil && ci.AckFloor.Stream > 0 {
+				start = ci.AckFloor.Stream + 1
+			}
+		}
 		if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
 	}
-	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: name,
-		Description:   "notifications of subscription " + id,
-		FilterSubject: notifySubject(tenant, id), AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 5 * time.Minute, MaxAckPending: 4096, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
-		// The queue is a work queue: what is acknowledged leaves the stream,
-		// and what is not stays there; a new leader makes the consumer anew.
-		// So its own state need not be on disk (a write per acknowledgement).
-		MemoryStorage: true})
+	cons, err := st.Consumer(ctx, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cfg := jetstream.ConsumerConfig{Durable: name,
+			Description:   "notifications of subscription " + id,
+			FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: 5 * time.Minute, MaxAckPending: 4096, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
+			// What is acknowledged is purged from the queue (below), and
+			// a new leader starts after the acknowledged floor: the
+			// consumer's own state need not be on disk (a write per ack).
+			MemoryStorage: true}
+		if start > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+		}
+		cons, err = st.CreateConsumer(ctx, cfg)
+	}
 	if err != nil {
 		return err
+	}
+	q := n.queue(subRef(tenant, id))
+	defer n.dropQueueState(subRef(tenant, id), q)
+	var purged uint64
+	var purgedAt time.Time
+	purge := func(force bool) {
+		// The queue keeps what is not yet acknowledged: drop the rest.
+		acked := q.acked.Load()
+		if acked <= purged || !force && time.Since(purgedAt) < 2*time.Second {
+			return
+		}
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(acked+1)); err == nil {
+			purged, purgedAt = acked, time.Now()
+		}
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {
@@ -180,11 +209,12 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 		if s == nil {
 			return nil
 		}
+		purge(false)
 		var window <-chan time.Time
 		var windowTimer *time.Timer
 		if len(pending) > 0 {
 			if s.Throttling <= 0 || !time.Now().Before(lastSent.Add(s.Throttling)) {
-				pending = n.sendBatch(ctx, s, pending, ch, take)
+				pending = n.sendBatch(ctx, s, pending, ch, take, q)
 				lastSent = time.Now()
 				continue
 			}
@@ -194,6 +224,10 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 		var keepAlive <-chan time.Time
 		if len(pending) > 0 {
 			keepAlive = time.After(time.Minute)
+		}
+		var purgeLater <-chan time.Time
+		if q.acked.Load() > purged {
+			purgeLater = time.After(2 * time.Second)
 		}
 		stopWindow := func() {
 			if windowTimer != nil {
@@ -205,6 +239,9 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 			stopWindow()
 			return nil
 		case <-window:
+		case <-purgeLater:
+			stopWindow()
+			purge(true)
 		case <-keepAlive:
 			stopWindow()
 			for _, h := range pending {
@@ -224,8 +261,11 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 			if !ok {
 				continue
 			}
+			if md, err := m.Metadata(); err == nil {
+				q.depth.Store(int64(md.NumPending) + int64(len(ch)+len(pending)+1))
+			}
 			if s.Status(time.Now()) != StatusActive {
-				_ = m.Ack() // paused or expired: nothing is sent
+				q.ack([]held{h}) // paused or expired: nothing is sent
 				continue
 			}
 			pending = append(pending, h)
@@ -236,7 +276,7 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 // sendBatch delivers the pending messages with those of distinct entities
 // waiting behind them, and returns a message it took and could not add
 // (a second change of an entity already in the batch), if any.
-func (n *Notifier) sendBatch(ctx context.Context, s *Subscription, pending []held, ch <-chan jetstream.Msg, take func(jetstream.Msg) (held, bool)) []held {
+func (n *Notifier) sendBatch(ctx context.Context, s *Subscription, pending []held, ch <-chan jetstream.Msg, take func(jetstream.Msg) (held, bool), q *queueState) []held {
 	var carry []held
 	if s.Throttling <= 0 {
 		// One notification has one triggerReason: changes join it only
@@ -271,14 +311,61 @@ func (n *Notifier) sendBatch(ctx context.Context, s *Subscription, pending []hel
 			pending = append(pending, h)
 		}
 	}
-	n.deliver(ctx, s, pending)
+	n.deliver(ctx, s, pending, q)
+	if len(ch) == 0 && len(carry) == 0 {
+		q.depth.Store(0)
+	}
 	return carry
+}
+
+// queueState is what a delivery worker tells about its queue.
+type queueState struct {
+	acked atomic.Uint64 // highest queue sequence acknowledged
+	depth atomic.Int64  // notifications waiting
+}
+
+// ack acknowledges delivered (or given up) messages.
+func (q *queueState) ack(hs []held) {
+	for _, h := range hs {
+		_ = h.msg.Ack()
+		if md, err := h.msg.Metadata(); err == nil && md.Sequence.Stream > q.acked.Load() {
+			q.acked.Store(md.Sequence.Stream)
+		}
+	}
+}
+
+// queue registers the queue state of a worker.
+func (n *Notifier) queue(ref string) *queueState {
+	q := &queueState{}
+	n.mu.Lock()
+	n.queues[ref] = q
+	n.mu.Unlock()
+	return q
+}
+
+func (n *Notifier) dropQueueState(ref string, q *queueState) {
+	n.mu.Lock()
+	if n.queues[ref] == q {
+		delete(n.queues, ref)
+	}
+	n.mu.Unlock()
+}
+
+// queueDepth is the number of notifications waiting in every worker's queue.
+func (n *Notifier) queueDepth() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var d int64
+	for _, q := range n.queues {
+		d += max(q.depth.Load(), 0)
+	}
+	return uint64(d)
 }
 
 // deliver sends one notification for the held messages (the latest state of
 // each entity, in the order of their first change), with retries, and
 // acknowledges them once it is delivered or dead-lettered.
-func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held) {
+func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held, q *queueState) {
 	data := &NotificationData{ID: "urn:ngsi-ld:Notification:" + newNotificationID(), SubscriptionID: s.ID}
 	var commits []time.Time
 	index := map[string]int{}
@@ -303,11 +390,7 @@ func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held) {
 			data.Items = append(data.Items, ne)
 		}
 	}
-	ack := func() {
-		for _, h := range hs {
-			_ = h.msg.Ack()
-		}
-	}
+	ack := func() { q.ack(hs) }
 	if len(data.Items) == 0 {
 		ack()
 		return

@@ -30,8 +30,7 @@ import (
 //     stream from the last handled sequence (kept in PIAZZA_NOTIFIER as
 //     progress.<tenant>), matches each change against the tenant's
 //     subscriptions, and publishes one message per subscription and change
-//     on piazza_notify.<tenant>.<sub> (stream PIAZZA_NOTIFICATIONS, a work
-//     queue), with a message id made of the subscription and the sequence,
+//     on piazza_notify.<tenant>.<sub> (stream PIAZZA_NOTIFICATIONS), with a message id made of the subscription and the sequence,
 //     so that a change handled twice (after a crash, before progress was
 //     saved) is queued once. Progress is saved only after the queue has
 //     acknowledged every notification before it: a change committed just
@@ -102,6 +101,7 @@ type Notifier struct {
 	leading  bool
 	natsConn map[string]*nats.Conn // other NATS servers named by nats:// endpoints
 	stats    map[string]*subStatus // tenant\x00id -> counters (leader only)
+	queues   map[string]*queueState
 }
 
 // NewNotifier builds a notifier on a broker. It does not touch NATS until Run.
@@ -139,7 +139,7 @@ func NewNotifier(b *Broker, o NotifierOptions) (*Notifier, error) {
 		o.NodeID = hex.EncodeToString(r[:])
 	}
 	n := &Notifier{b: b, store: o.Store, opts: o, log: o.Logger.With("component", "notifier", "node", o.NodeID),
-		render: o.Renderer, client: o.HTTPClient, mqtt: o.MQTT, natsConn: map[string]*nats.Conn{}, stats: map[string]*subStatus{}}
+		render: o.Renderer, client: o.HTTPClient, mqtt: o.MQTT, natsConn: map[string]*nats.Conn{}, stats: map[string]*subStatus{}, queues: map[string]*queueState{}}
 	if n.client == nil {
 		n.client = &http.Client{
 			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 256,
@@ -364,11 +364,7 @@ func (n *Notifier) manage(ctx context.Context) {
 			n.flushStatus(ctx)
 			continue
 		case <-depth.C:
-			if st, err := n.b.js.Stream(ctx, notifyStream); err == nil {
-				if info, err := st.Info(ctx); err == nil {
-					n.metrics.setQueue(info.State.Msgs)
-				}
-			}
+			n.metrics.setQueue(n.queueDepth())
 		}
 	}
 }

@@ -222,6 +222,15 @@ func TestNotifyHTTP(t *testing.T) {
 		d, err := n.Store().Status(ctx, "", "urn:ngsi-ld:Subscription:h")
 		return err == nil && d.TimesSent == 2 && d.TimesFailed == 0 && !d.LastSuccess.IsZero() && !d.LastNotification.IsZero()
 	})
+	// What was delivered leaves the queue.
+	waitFor(t, 10*time.Second, "an empty queue", func() bool {
+		st, err := b.js.Stream(ctx, notifyStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0 && info.State.LastSeq >= 2
+	})
 	if got := testutil.ToFloat64(n.metrics.sent.WithLabelValues("http")); got != 2 {
 		t.Fatalf("piazza_notifications_sent_total{scheme=http} = %v", got)
 	}

@@ -21,7 +21,7 @@ import (
 //	KV PIAZZA_NOTIFIER        status.<tenant>.<id>   delivery counters (timesSent, lastSuccess...)
 //	                          progress.<tenant>      last log sequence the matcher has handled
 //	KV PIAZZA_NOTIFIER_LEASE  leader                 the notifier leader (TTL, renewed)
-//	stream PIAZZA_NOTIFICATIONS  piazza_notify.<tenant>.<id>  notifications waiting for delivery (work queue)
+//	stream PIAZZA_NOTIFICATIONS  piazza_notify.<tenant>.<id>  notifications waiting for delivery
 //	stream PIAZZA_DEADLETTERS    piazza_dead.<tenant>.<id>    notifications given up on, with the reason
 //
 // <tenant> and <id> are base64url (no padding) of the name; the default
@@ -125,7 +125,10 @@ func (s *SubscriptionStore) init(ctx context.Context) error {
 	if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: notifyStream,
 		Description: "Piazza notifications waiting for delivery, one subject per subscription",
 		Subjects:    []string{notifyPrefix + ".>"}, Storage: jetstream.FileStorage, Replicas: rep,
-		Retention: jetstream.WorkQueuePolicy, MaxAge: 7 * 24 * time.Hour, Duplicates: 2 * time.Minute}); err != nil {
+		// Limits, not a work queue: with one consumer per subscription a
+		// work queue checks every consumer at each acknowledgement. Each
+		// delivery worker purges what it has acknowledged instead.
+		Retention: jetstream.LimitsPolicy, MaxAge: 7 * 24 * time.Hour, Duplicates: 2 * time.Minute}); err != nil {
 		return fmt.Errorf("broker: notification stream: %w", translateNATS(err))
 	}
 	if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: deadStream,
