@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/piazza-city/piazza/broker/api"
+	"github.com/piazza-city/piazza/broker/internal/jsonld"
 )
 
 const subBody = `{"id":"urn:ngsi-ld:Subscription:s1","type":"Subscription","entities":[{"type":"Vehicle"}],
@@ -160,4 +161,50 @@ func TestSubscriptionValidation(t *testing.T) {
 	}
 	checkProblem(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"type":`), http.StatusBadRequest, "InvalidRequest")
 	checkProblem(t, s.do(t, "GET", "/ngsi-ld/v1/subscriptions/not%20a%20uri", ""), http.StatusBadRequest, "BadRequestData")
+}
+
+// FuzzAPISubscriptionBody POSTs arbitrary bytes to /ngsi-ld/v1/subscriptions
+// through the real handler on a real broker: never a 5xx, every error a
+// ProblemDetails, and a 201 can be read back at its Location.
+func FuzzAPISubscriptionBody(f *testing.F) {
+	files, _ := filepath.Glob("../testdata/subscriptions/*.json")
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var fx struct {
+			Body json.RawMessage `json:"body"`
+		}
+		if strings.HasSuffix(p, ".bad.json") && json.Unmarshal(data, &fx) == nil {
+			data = fx.Body
+		}
+		f.Add(data, false)
+	}
+	f.Add([]byte(subBody), false)
+	f.Add([]byte(`{"@context":{"speed":"https://x.org/speed"},"type":"Subscription","watchedAttributes":["speed"],"notification":{"endpoint":{"uri":"http://h/n"}}}`), true)
+	s := newServer(f, api.Options{MaxBodyBytes: 1 << 16, Contexts: jsonld.NewLoader(jsonld.LoaderOptions{Offline: true}),
+		NotificationHosts: []string{"h", "127.0.0.1", "*.example.org"}})
+	f.Fuzz(func(t *testing.T, body []byte, ld bool) {
+		ct := "application/json"
+		if ld {
+			ct = "application/ld+json"
+		}
+		r := s.do(t, "POST", "/ngsi-ld/v1/subscriptions", string(body), "Content-Type", ct)
+		switch {
+		case r.status == http.StatusCreated:
+			loc := r.header.Get("Location")
+			g := s.do(t, "GET", loc, "")
+			if g.status != http.StatusOK {
+				t.Fatalf("created at %s but GET answers %s", loc, g)
+			}
+			mustStatus(t, s.do(t, "DELETE", loc, ""), http.StatusNoContent)
+		case r.status >= 500 && r.status != http.StatusServiceUnavailable:
+			t.Fatalf("POST %q: %s", body, r)
+		default:
+			if !isProblem(r.body) {
+				t.Fatalf("POST %q: %d without ProblemDetails: %s", body, r.status, r.body)
+			}
+		}
+	})
 }
