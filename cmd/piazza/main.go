@@ -31,6 +31,7 @@ Commands:
   ingest    load datasets (CSV, JSON, portals, NGSI-v2) into a running Piazza
   validate  check NGSI-LD entity files against their Smart Data Models, offline
   quarantine  list, show, replay or drop the writes a running Piazza kept in quarantine
+  bench     load a running Piazza with the standard scenarios; throughput and latency
   version   print the version
 
 Run 'piazza <command> -h' for the flags of a command.
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], os.Stdin, stdout, stderr)
 	case "quarantine":
 		return quarantine(args[1:], stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "piazza %s\n", version)
 		return 0
