@@ -959,6 +959,9 @@ func (h *histogram) quantile(q float64) int64 {
 	for i, c := range h.counts {
 		seen += c
 		if seen >= rank {
+			if i == len(h.counts)-1 {
+				return h.max // the overflow bucket
+			}
 			return min(histValue(i), h.max)
 		}
 	}
