@@ -668,8 +668,7 @@ func (mt *matcher) handle(ctx context.Context, m logMsg, only *Subscription) err
 		return nil
 	}
 	ch := change{deleted: del}
-	prevSeq, _ := strconv.ParseUint(h.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
-	ch.prev, ch.prevKnown = mt.previous(ctx, id, prevSeq)
+	ch.prev, ch.prevKnown = mt.previous(ctx, id, h.Get(jetstream.ExpectedLastSubjSeqHeader), only != nil)
 	if del {
 		ch.cur = ch.prev
 		if ch.cur == nil {
@@ -729,8 +728,23 @@ func (mt *matcher) remember(id string, seq uint64, data []byte) {
 
 // previous returns the state an entity had before a change (nil if it had
 // none) and whether that is known: from the cache, or the log message whose
-// sequence the change's writer expected.
-func (mt *matcher) previous(ctx context.Context, id string, prevSeq uint64) (*Entity, bool) {
+// sequence the change's writer expected (every commit carries it, in the
+// Nats-Expected-Last-Subject-Sequence header).
+func (mt *matcher) previous(ctx context.Context, id string, expected string, catchingUp bool) (*Entity, bool) {
+	prevSeq, err := strconv.ParseUint(expected, 10, 64)
+	if err != nil {
+		// No expectation recorded: the last state this matcher saw of the
+		// id is the one before, since it reads the log in order.
+		if p, ok := mt.prev[id]; ok && !catchingUp {
+			if p.data == nil {
+				return nil, true
+			}
+			if e, err := decodeStored(p.data); err == nil {
+				return e, true
+			}
+		}
+		return nil, false
+	}
 	if prevSeq == 0 {
 		return nil, true
 	}
