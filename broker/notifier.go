@@ -235,6 +235,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 func (n *Notifier) lead(ctx context.Context, lease jetstream.KeyValue, rev uint64) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Counters are read afresh: another leader may have moved them meanwhile.
+	n.mu.Lock()
+	n.stats = map[string]*subStatus{}
+	n.mu.Unlock()
 	n.setLeading(true)
 	defer n.setLeading(false)
 	n.log.Info("notifier leading")
