@@ -93,8 +93,8 @@ func (n *Notifier) workLoop(ctx context.Context, tenant, id string) {
 	fresh := true
 	for ctx.Err() == nil {
 		err := n.work(ctx, tenant, id, fresh)
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || n.store.lookup(tenant, id) == nil {
+			return // stopped, or the subscription is gone
 		}
 		if err == nil {
 			fresh = false
@@ -265,7 +265,14 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 				q.depth.Store(int64(md.NumPending) + int64(len(ch)+len(pending)+1))
 			}
 			if s.Status(time.Now()) != StatusActive {
-				q.ack([]held{h}) // paused or expired: nothing is sent
+				// Paused or expired: nothing is sent. (Behind held
+				// messages it is only acknowledged: the queue is purged
+				// up to the highest acknowledged message.)
+				if len(pending) == 0 {
+					q.ack([]held{h})
+				} else {
+					_ = m.Ack()
+				}
 				continue
 			}
 			pending = append(pending, h)

@@ -337,10 +337,16 @@ func (n *Notifier) manage(ctx context.Context) {
 			}
 		}
 		for key, s := range want {
+			if r := workers[key]; r != nil && finished(r.done) {
+				delete(workers, key) // it saw its subscription gone: one of that id is back
+			}
 			if workers[key] == nil {
 				start(workers, key, func(c context.Context) { n.workLoop(c, s.Tenant, s.ID) })
 			}
 			if s.Periodic() && s.Status(now) == StatusActive {
+				if r := tickers[key]; r != nil && finished(r.done) {
+					delete(tickers, key)
+				}
 				if tickers[key] == nil {
 					start(tickers, key, func(c context.Context) { n.tickLoop(c, s.Tenant, s.ID) })
 				}
@@ -370,6 +376,16 @@ func (n *Notifier) manage(ctx context.Context) {
 		case <-depth.C:
 			n.metrics.setQueue(n.queueDepth())
 		}
+	}
+}
+
+// finished reports whether a goroutine's done channel is closed.
+func finished(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 
