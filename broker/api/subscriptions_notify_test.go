@@ -211,3 +211,44 @@ func acceptOf(path string) string {
 	}
 	return ""
 }
+
+// TestSubscriptionPauseResume: PATCH isActive pauses and resumes
+// notifications; a change made while paused is not notified.
+func TestSubscriptionPauseResume(t *testing.T) {
+	s := notifyingServer(t, api.Options{})
+	ep := newEndpoints(t)
+	mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"id":"urn:ngsi-ld:Subscription:p","type":"Subscription",
+		"entities":[{"type":"Room"}],"notification":{"format":"keyValues","endpoint":{"uri":"`+ep.url+`/p"}}}`), http.StatusCreated)
+	s.create(t, `{"id":"urn:ngsi-ld:Room:p","type":"Room","n":{"type":"Property","value":1}}`)
+	patch := func(body string) {
+		t.Helper()
+		mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/entities/urn:ngsi-ld:Room:p", body), http.StatusNoContent)
+	}
+	ep.wait(t, "/p")
+	mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:p", `{"isActive":false}`), http.StatusNoContent)
+	patch(`{"n":{"type":"Property","value":2}}`)
+	mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:p", `{"isActive":true}`), http.StatusNoContent)
+	patch(`{"n":{"type":"Property","value":3}}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ep.mu.Lock()
+		ns := ep.got["/p"]
+		ep.mu.Unlock()
+		if len(ns) >= 2 {
+			var vals []any
+			for _, n := range ns {
+				for _, d := range n.body["data"].([]any) {
+					vals = append(vals, d.(map[string]any)["n"])
+				}
+			}
+			if len(vals) != 2 || vals[0] != float64(1) || vals[1] != float64(3) {
+				t.Fatalf("notified values %v, want [1 3] (2 was written while paused)", vals)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d notifications", len(ns))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
