@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,22 +127,32 @@ func testSIGTERM(t *testing.T, delay time.Duration) {
 	}
 
 	// The requests that were running when the signal came.
-	inFlight, completed := 0, 0
+	// With no delay, a request still on its way into a keep-alive
+	// connection that the server had not begun to read when it closed its
+	// idle connections fails on the client's side with a closed connection
+	// (net/http's Shutdown cannot tell it from an idle one); it was never
+	// handled, which the check after the restart confirms (nothing of it is
+	// stored). A request the server had begun must complete. With a delay,
+	// every request in flight at the signal completes while /readyz says 503.
+	inFlight, completed, unread := 0, 0, 0
 	for _, r := range results {
 		if r.start.Before(signalled) && r.end.After(signalled) {
 			inFlight++
-			if r.err == nil && r.status == http.StatusCreated {
+			switch {
+			case r.err == nil && r.status == http.StatusCreated:
 				completed++
+			case delay == 0 && r.err != nil && r.status == 0 && !errors.Is(r.err, context.DeadlineExceeded):
+				unread++
 			}
 		}
 	}
-	t.Logf("stopped %v after SIGTERM; %d batches acknowledged, %d in flight at the signal, %d of them completed",
-		took.Round(time.Millisecond), acked.Load(), inFlight, completed)
+	t.Logf("stopped %v after SIGTERM; %d batches acknowledged, %d in flight at the signal, %d of them completed, %d not yet read by the server",
+		took.Round(time.Millisecond), acked.Load(), inFlight, completed, unread)
 	if inFlight == 0 {
 		t.Fatal("no request was in flight at the signal: the test proves nothing")
 	}
-	if completed != inFlight {
-		t.Errorf("%d of %d requests in flight at the signal were cut", inFlight-completed, inFlight)
+	if completed+unread != inFlight {
+		t.Errorf("%d of %d requests in flight at the signal were cut", inFlight-completed-unread, inFlight)
 	}
 
 	p2 := startPiazza(t, "--data-dir", dir, "--nats-addr", "off")
