@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -738,4 +739,37 @@ func printConfig(w io.Writer, c Config) error {
 		return err
 	}
 	return enc.Close()
+}
+
+// unknownEnv lists the PIAZZA_* variables of environ that no setting reads,
+// so that a misspelt one is reported instead of silently ignored. The
+// variables Kubernetes derives from a Service named piazza
+// (PIAZZA_SERVICE_HOST, PIAZZA_PORT_1026_TCP...) are not reported.
+func unknownEnv(environ []string) []string {
+	known := map[string]bool{"PIAZZA_CONFIG": true}
+	for _, s := range settings {
+		known[s.envName()] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PIAZZA_") || known[name] || kubernetesServiceVar(name) {
+			continue
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// kubernetesServiceVar reports whether name is one of the variables
+// Kubernetes sets for a Service (docker links use the same names).
+func kubernetesServiceVar(name string) bool {
+	rest := strings.TrimPrefix(name, "PIAZZA_")
+	for _, p := range []string{"SERVICE_HOST", "SERVICE_PORT", "PORT"} {
+		if rest == p || strings.HasPrefix(rest, p+"_") {
+			return true
+		}
+	}
+	return false
 }

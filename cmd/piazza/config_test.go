@@ -431,3 +431,15 @@ func TestServeBadConfigOneLine(t *testing.T) {
 		})
 	}
 }
+
+func TestUnknownEnv(t *testing.T) {
+	got := unknownEnv([]string{
+		"PIAZZA_HTTP_ADDR=:1026", "PIAZZA_CONFIG=/etc/piazza.yaml", "PIAZZA_NATS_PASSWORD=x",
+		"PIAZZA_HTTP_ADRR=:1", "PIAZZA_VALIDATON=warn", // typos
+		"PIAZZA_SERVICE_HOST=10.0.0.1", "PIAZZA_PORT=tcp://10.0.0.1:1026", "PIAZZA_PORT_1026_TCP_ADDR=10.0.0.1", // Kubernetes
+		"HOME=/root", "PIAZZAX=1",
+	})
+	if want := "PIAZZA_HTTP_ADRR PIAZZA_VALIDATON"; strings.Join(got, " ") != want {
+		t.Fatalf("unknownEnv = %v, want %s", got, want)
+	}
+}

@@ -43,6 +43,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if opts.configFile != "" {
 		logger.Info("config loaded", "file", opts.configFile)
 	}
+	for _, name := range unknownEnv(os.Environ()) {
+		logger.Warn("PIAZZA_ variable not known to piazza serve; ignored (a typo?)", "name", name)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	nc := cfg.nodeConfig()
