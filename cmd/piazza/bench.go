@@ -860,8 +860,8 @@ func printBenchResult(w io.Writer, r *benchResult) {
 	for _, n := range r.Errors {
 		nerr += n
 	}
-	fmt.Fprintf(w, benchRowFormat, r.Scenario, strconv.FormatInt(r.Requests, 10), fmt.Sprintf("%.0f", r.RequestsPerSec),
-		fmt.Sprintf("%.0f", r.EntitiesPerSec), benchMS(r.Latency.P50), benchMS(r.Latency.P95), benchMS(r.Latency.P99),
+	fmt.Fprintf(w, benchRowFormat, r.Scenario, strconv.FormatInt(r.Requests, 10), benchRate(r.RequestsPerSec),
+		benchRate(r.EntitiesPerSec), benchMS(r.Latency.P50), benchMS(r.Latency.P95), benchMS(r.Latency.P99),
 		benchMS(r.Latency.Max), strconv.Itoa(nerr))
 	if n := r.Notify; n != nil {
 		fmt.Fprintf(w, "  notifications: %d expected, %d received, %d lost, %d duplicate; write acknowledged to notification arrived: p50 %s p95 %s p99 %s max %s\n",
@@ -879,6 +879,14 @@ func printBenchResult(w io.Writer, r *benchResult) {
 		}
 		fmt.Fprintf(w, "  errors: %s\n  first error: %s\n", strings.Join(parts, ", "), r.FirstError)
 	}
+}
+
+// benchRate formats a rate: one decimal below 100.
+func benchRate(v float64) string {
+	if v < 100 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
 // benchMS formats milliseconds with three significant digits.
