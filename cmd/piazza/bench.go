@@ -48,9 +48,10 @@ send the next. With --rate the loop is open: requests start on a fixed schedule 
 --concurrency in flight) and latency counts from the scheduled start, so a slow server is not
 hidden by a slower client. Connections are kept alive.
 
-Bench entities have types PiazzaBenchAirQuality, PiazzaBenchQuery0..9 and PiazzaBenchNotify; they
-are deleted after each scenario (--keep keeps them). piazza bench refuses to run against a tenant
-that already holds entities of these types, unless --force.
+Bench entities have types PiazzaBenchAirQuality, PiazzaBenchQuery0..9 and PiazzaBenchNotify, and
+ids that name the run; after each scenario the bench deletes the entities and the subscription it
+created (--keep keeps them). It refuses to run against a tenant that already holds entities of these
+types, unless --force (which leaves those entities alone).
 
 Examples:
   piazza bench                                           # every scenario, 32 workers, 15 s each
@@ -535,7 +536,7 @@ func (b *bencher) phase(ctx context.Context, d time.Duration, limit int, seq *at
 				w.requests++
 				w.hist.record(end.Sub(at))
 				switch {
-				case err != nil && status == 0:
+				case err != nil: // no answer, or an answer cut short
 					w.fail("transport", fmt.Sprintf("%s %s: %v", c.method, c.path, err))
 				case !benchOK(c, status):
 					w.fail(strconv.Itoa(status), fmt.Sprintf("%s %s: %d %s: %s", c.method, c.path, status,
@@ -774,7 +775,7 @@ func countArray(body []byte) int {
 // checkTenant refuses a tenant that already holds entities of the bench
 // types, and reports a broker that cannot be reached.
 func (b *bencher) checkTenant(ctx context.Context) error {
-	v := url.Values{"type": {strings.Join(benchTypes(), ",")}, "limit": {"1"}, "options": {"keyValues"}, "attrs": {"seq"}}
+	v := url.Values{"type": {strings.Join(benchTypes(), ",")}, "limit": {"1"}, "options": {"keyValues"}}
 	c := benchCall{method: http.MethodGet, path: "/ngsi-ld/v1/entities?" + v.Encode(), count: countArray}
 	status, body, err := b.do(ctx, c)
 	if err != nil {
@@ -804,7 +805,8 @@ func benchTenantName(t string) string {
 	return strconv.Quote(t)
 }
 
-// cleanup deletes the entities a scenario created.
+// cleanup deletes the entities a scenario created in this run (their ids
+// carry the run's id), and no others.
 func (b *bencher) cleanup(scenario string) error {
 	var types []string
 	switch scenario {
@@ -819,7 +821,7 @@ func (b *bencher) cleanup(scenario string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	v := url.Values{"type": {strings.Join(types, ",")}}
+	v := url.Values{"type": {strings.Join(types, ",")}, "idPattern": {"^urn:ngsi-ld:PiazzaBench[A-Za-z0-9]*:[a-z]-" + b.run + "-.*$"}}
 	c := benchCall{method: http.MethodDelete, path: "/ngsi-ld/v1/entities?" + v.Encode(),
 		want: func(s int) bool { return s/100 == 2 || s == http.StatusNotFound }}
 	status, body, err := b.do(ctx, c)

@@ -107,15 +107,15 @@ func TestBenchEveryScenario(t *testing.T) {
 			if !(l.P50 > 0 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max && l.Max < 30000) {
 				t.Errorf("latency not ordered or not sane: %+v", l)
 			}
-			perRequest := r.EntitiesPerSec / r.RequestsPerSec
+			perRequest := float64(r.Entities) / float64(r.Requests)
 			switch r.Scenario {
 			case "upsert":
-				if perRequest != 50 {
-					t.Errorf("upsert: %.1f entities per request, want 50", perRequest)
+				if r.Entities != 50*r.Requests {
+					t.Errorf("upsert: %d entities in %d requests, want 50 each", r.Entities, r.Requests)
 				}
 			case "create", "get", "notify":
-				if perRequest != 1 {
-					t.Errorf("%.1f entities per request, want 1", perRequest)
+				if r.Entities != r.Requests {
+					t.Errorf("%d entities in %d requests, want 1 each", r.Entities, r.Requests)
 				}
 			case "query":
 				// 300 entities over 10 types, p1 spread over 0..99 and p2 over 5 words:
@@ -189,7 +189,8 @@ func TestBenchOpenLoop(t *testing.T) {
 
 func TestBenchRefusesATenantWithBenchEntities(t *testing.T) {
 	base := benchNode(t)
-	code, out, errOut := runBenchCmd(t, "--url", base, "--scenario", "get", "--requests", "10", "--entities", "25", "--keep")
+	// The query scenario's entities have none of the attributes of the others.
+	code, out, errOut := runBenchCmd(t, "--url", base, "--scenario", "query", "--requests", "10", "--entities", "25", "--keep")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -204,12 +205,12 @@ func TestBenchRefusesATenantWithBenchEntities(t *testing.T) {
 	if code, _, errOut := runBenchCmd(t, "--url", base, "--tenant", "other", "--scenario", "create", "--requests", "10"); code != 0 {
 		t.Fatalf("another tenant: exit %d: %s", code, errOut)
 	}
-	// --force runs, and cleans up what is there.
-	if code, _, errOut := runBenchCmd(t, "--url", base, "--scenario", "create", "--requests", "10", "--force"); code != 0 {
+	// --force runs, and deletes what it wrote, not what was there before.
+	if code, _, errOut := runBenchCmd(t, "--url", base, "--scenario", "create,query", "--requests", "10", "--entities", "30", "--force"); code != 0 {
 		t.Fatalf("--force: exit %d: %s", code, errOut)
 	}
-	if n := benchEntityCount(t, base, ""); n != 0 {
-		t.Errorf("%d bench entities left after --force", n)
+	if n := benchEntityCount(t, base, ""); n != 25 {
+		t.Errorf("%d bench entities after --force, want the 25 kept before", n)
 	}
 }
 
