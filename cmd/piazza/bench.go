@@ -26,6 +26,12 @@ import (
 	"time"
 )
 
+// 'piazza bench': a load generator for a running Piazza, over its HTTP API
+// only. Each scenario preloads what it needs, runs its workers (closed loop)
+// or a schedule (open loop, --rate) for a warmup and then a measured phase,
+// records each request's latency in a per-worker histogram of fixed size
+// (merged at the end, so no lock on the hot path), and deletes what it wrote.
+
 const benchUsage = `Usage:
   piazza bench [flags]
 
@@ -100,6 +106,9 @@ type benchFlags struct {
 	scenarios                 []string
 }
 
+// bench runs 'piazza bench': it parses the flags, then runs the scenarios
+// one after the other, each with its own workers, and prints the results.
+// An interrupt stops the run, still deleting what the bench wrote.
 func bench(args []string, stdout, stderr io.Writer) int {
 	f, code := parseBenchFlags(args, stderr)
 	if code >= 0 {

@@ -304,6 +304,32 @@ func TestBenchCountsErrorsByStatus(t *testing.T) {
 	}
 }
 
+func TestBenchServerThatNeverAnswers(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	start := time.Now()
+	code, out, errOut := runBenchCmd(t, "--url", srv.URL, "--scenario", "create", "--requests", "4", "--concurrency", "2",
+		"--timeout", "200ms", "--force", "--json")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	r := decodeBenchReport(t, out).Scenarios[0]
+	if r.Errors["transport"] != 4 || !strings.Contains(r.FirstError, "Client.Timeout") {
+		t.Errorf("errors %v, first %q", r.Errors, r.FirstError)
+	}
+	// Four requests of 200 ms on two workers, and a cleanup that times out too.
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s", d)
+	}
+}
+
 func TestBenchUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
