@@ -291,7 +291,7 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 		if t.apply(m, false) == 0 {
 			once.Do(func() { close(caught) })
 		}
-	}, jetstream.PullMaxMessages(2048))
+	}, jetstream.PullMaxMessages(2048), jetstream.PullHeartbeat(readModelHeartbeat))
 	if err != nil {
 		return fmt.Errorf("broker: read model consumer for %s: %w", t.stream, translateNATS(err))
 	}
@@ -316,6 +316,14 @@ func (b *Broker) attach(ctx context.Context, t *tenant, create bool) error {
 	}()
 	return nil
 }
+
+// readModelHeartbeat is the idle heartbeat of a read model's consumer. Two
+// missed heartbeats make the client recreate the consumer, so that a read
+// model whose consumer vanished with a NATS cluster node (the consumer lives
+// on one server) follows the log again within 2s, not the 10s of the
+// client's default: the writes of this replica wait for their read model
+// meanwhile (TestClusterSurvivesNATSNodeStop in broker/node).
+const readModelHeartbeat = time.Second
 
 // loader applies the initial load of a read model on every core.
 type loader struct {
