@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -8,6 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/piazza-city/piazza/broker"
 )
 
 // natsCluster is a NATS cluster of embedded nats-servers in the test
@@ -118,6 +122,98 @@ func (c *natsCluster) metaLeader() int {
 func (c *natsCluster) waitFor(what string, timeout time.Duration, cond func() bool) {
 	c.t.Helper()
 	pollUntil(c.t, what, timeout, cond)
+}
+
+// clusterPlacement is where things landed: the indexes of the servers that
+// lead the default tenant's stream and the JetStream meta group, that a
+// Piazza is connected to, and that hold its read model's consumer.
+type clusterPlacement struct{ streamLeader, metaLeader, bConn, bConsumer int }
+
+// placement finds where things landed once n, the only Piazza on the
+// cluster, has started.
+func (c *natsCluster) placement(t *testing.T, n *Node) clusterPlacement {
+	t.Helper()
+	stream := broker.StreamName("")
+	p := clusterPlacement{bConn: c.index(n.nc.ConnectedServerName())}
+	c.waitFor("leaders of the meta group and of stream "+stream, 20*time.Second, func() bool {
+		p.streamLeader, p.metaLeader = c.streamLeader(stream), c.metaLeader()
+		return p.streamLeader >= 0 && p.metaLeader >= 0
+	})
+	c.withJetStream(t, func(ctx context.Context, js jetstream.JetStream) {
+		c.waitFor("one read-model consumer on stream "+stream, 20*time.Second, func() bool {
+			st, err := js.Stream(ctx, stream)
+			if err != nil {
+				return false
+			}
+			var hosts []int
+			l := st.ListConsumers(ctx)
+			for ci := range l.Info() {
+				if ci.Cluster != nil {
+					hosts = append(hosts, c.index(ci.Cluster.Leader))
+				}
+			}
+			if l.Err() != nil || len(hosts) != 1 || hosts[0] < 0 {
+				return false
+			}
+			p.bConsumer = hosts[0]
+			return true
+		})
+	})
+	return p
+}
+
+// deleteConsumers deletes every consumer of stream (those of a Piazza
+// that stopped).
+func (c *natsCluster) deleteConsumers(t *testing.T, stream string) {
+	t.Helper()
+	c.withJetStream(t, func(ctx context.Context, js jetstream.JetStream) {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := st.ListConsumers(ctx)
+		for ci := range l.Info() {
+			if err := st.DeleteConsumer(ctx, ci.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// withJetStream runs f with a JetStream client on the running servers.
+func (c *natsCluster) withJetStream(t *testing.T, f func(context.Context, jetstream.JetStream)) {
+	t.Helper()
+	var urls []string
+	for _, s := range c.servers {
+		if s != nil {
+			urls = append(urls, s.ClientURL())
+		}
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f(ctx, js)
+}
+
+// index is the index of the server named name, or -1.
+func (c *natsCluster) index(name string) int {
+	for i, s := range c.servers {
+		if s != nil && s.Name() == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func (c *natsCluster) shutdown() {
