@@ -11,6 +11,8 @@ import (
 type notifierMetrics struct {
 	sent, failed, retried, dead *prometheus.CounterVec
 	queue                       prometheus.Gauge
+	up                          prometheus.Gauge
+	startFailures               prometheus.Counter
 	delivery                    *prometheus.HistogramVec
 }
 
@@ -33,9 +35,13 @@ func newNotifierMetrics(reg prometheus.Registerer, active func() float64) (*noti
 			Help:    "Time from the commit of a change to the successful delivery of its notification, by endpoint scheme.",
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"scheme"}),
 	}
+	m.up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "piazza_notifier_up",
+		Help: "1 while this node's notifier has its NATS buckets and streams and campaigns for the lead; 0 while it cannot start (no notifications from this node)."})
+	m.startFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "piazza_notifier_start_failures_total",
+		Help: "Failed attempts of this node's notifier to set up its NATS buckets and streams (each is retried with backoff)."})
 	subs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "piazza_subscriptions",
 		Help: "Active NGSI-LD subscriptions (every tenant)."}, active)
-	for _, c := range []prometheus.Collector{m.sent, m.failed, m.retried, m.dead, m.queue, m.delivery, subs} {
+	for _, c := range []prometheus.Collector{m.sent, m.failed, m.retried, m.dead, m.queue, m.delivery, m.up, m.startFailures, subs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -84,5 +90,22 @@ func (m *notifierMetrics) onDead(scheme string) {
 func (m *notifierMetrics) setQueue(n uint64) {
 	if m != nil {
 		m.queue.Set(float64(n))
+	}
+}
+
+func (m *notifierMetrics) setUp(up bool) {
+	if m == nil {
+		return
+	}
+	if up {
+		m.up.Set(1)
+	} else {
+		m.up.Set(0)
+	}
+}
+
+func (m *notifierMetrics) onStartFailure() {
+	if m != nil {
+		m.startFailures.Inc()
 	}
 }

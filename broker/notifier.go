@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,6 +82,12 @@ type NotifierOptions struct {
 	LeaseTTL time.Duration
 	// NodeID names this notifier in the lease (default random).
 	NodeID string
+	// StartBackoff is the first wait after Run failed to set up its NATS
+	// buckets and streams (default 1s), doubled at each further failure up
+	// to StartMaxBackoff (default 30s). Run keeps trying until its context
+	// ends; each failure is logged as a warning and counted in
+	// piazza_notifier_start_failures_total, and piazza_notifier_up stays 0.
+	StartBackoff, StartMaxBackoff time.Duration
 }
 
 // Notifier matches changes against subscriptions and delivers
@@ -96,6 +103,7 @@ type Notifier struct {
 	client  *http.Client
 	mqtt    *MQTTPublisher
 	ownMQTT bool
+	started atomic.Bool
 
 	mu       sync.Mutex
 	leading  bool
@@ -132,6 +140,12 @@ func NewNotifier(b *Broker, o NotifierOptions) (*Notifier, error) {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 10 * time.Second
+	}
+	if o.StartBackoff <= 0 {
+		o.StartBackoff = time.Second
+	}
+	if o.StartMaxBackoff < o.StartBackoff {
+		o.StartMaxBackoff = max(30*time.Second, o.StartBackoff)
 	}
 	if o.NodeID == "" {
 		var r [8]byte
@@ -180,31 +194,19 @@ func (n *Notifier) activeSubscriptions() float64 {
 }
 
 // Run campaigns for the lead and, while leading, matches and delivers,
-// until ctx ends; while NATS cannot be used it keeps trying. On return the
+// until ctx ends. While NATS cannot be used (the buckets and streams cannot
+// be created, as when several replicas start at once on a fresh cluster)
+// it keeps trying with backoff (StartBackoff doubled up to StartMaxBackoff),
+// logging each failure; Started reports false meanwhile. On return the
 // lead is released, so another replica takes over at once. It returns nil.
 func (n *Notifier) Run(ctx context.Context) error {
-	var lease jetstream.KeyValue
-	for {
-		err := n.store.init(ctx)
-		if err == nil {
-			lease, err = n.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket,
-				Description: "Piazza notifier leader", Storage: jetstream.FileStorage, Replicas: n.b.opts.Replicas,
-				TTL: n.opts.LeaseTTL, History: 1})
-			if err == nil {
-				break
-			}
-			err = fmt.Errorf("broker: notifier lease bucket: %w", translateNATS(err))
-		}
-		// NATS may be starting or unreachable: try again, as the read
-		// models and the API do, rather than run without notifications.
-		n.log.Warn("notifier cannot start yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
+	lease, ok := n.setUp(ctx)
+	if !ok {
+		return nil
 	}
 	defer func() {
+		n.started.Store(false)
+		n.metrics.setUp(false)
 		if n.ownMQTT {
 			n.mqtt.Close()
 		}
@@ -230,6 +232,50 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// setUp creates the notifier's buckets and streams, retrying with backoff
+// until it succeeds or ctx ends (ok false).
+func (n *Notifier) setUp(ctx context.Context) (jetstream.KeyValue, bool) {
+	wait := n.opts.StartBackoff
+	for attempt := 1; ; attempt++ {
+		err := n.store.init(ctx)
+		if err == nil {
+			var lease jetstream.KeyValue
+			lease, err = n.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: leaseBucket,
+				Description: "Piazza notifier leader", Storage: jetstream.FileStorage, Replicas: n.b.opts.Replicas,
+				TTL: n.opts.LeaseTTL, History: 1})
+			if err == nil {
+				if attempt > 1 {
+					n.log.Info("notifier started", "attempts", attempt)
+				}
+				n.started.Store(true)
+				n.metrics.setUp(true)
+				return lease, true
+			}
+			err = fmt.Errorf("broker: notifier lease bucket: %w", translateNATS(err))
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		// NATS may be starting, unreachable, or busy with another replica
+		// creating the same buckets: try again rather than run without
+		// notifications. The API still serves meanwhile.
+		n.metrics.onStartFailure()
+		n.log.Warn("notifier cannot start: no notifications from this node until it does; retrying",
+			"err", err, "attempt", attempt, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, n.opts.StartMaxBackoff)
+	}
+}
+
+// Started reports whether Run has set up its NATS buckets and streams, so
+// that this node campaigns for the lead and can notify; false before Run,
+// while it retries, and after it returned.
+func (n *Notifier) Started() bool { return n.started.Load() }
 
 // lead runs the leader's work until the lease is lost or ctx ends.
 func (n *Notifier) lead(ctx context.Context, lease jetstream.KeyValue, rev uint64) {

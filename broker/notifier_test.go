@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -750,4 +752,65 @@ func TestNotifyCatchUp(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// syncBuffer is a log sink safe for the notifier's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestNotifierStartRetries: while the subscriptions bucket cannot be
+// created (here a stream already owns its subjects, as a replica racing
+// another on a fresh cluster may find), the notifier logs each failure,
+// counts it, reports itself down, and keeps trying with backoff; once the
+// obstacle is gone it starts and leads without a restart.
+func TestNotifierStartRetries(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	ctx := context.Background()
+	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"$KV." + subsBucket + ".>"}}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	n, _ := startNotifier(t, b, NotifierOptions{Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		StartBackoff: 10 * time.Millisecond, StartMaxBackoff: 40 * time.Millisecond})
+	failures := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "piazza_notifier_start_failures_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return -1
+	}
+	waitFor(t, 10*time.Second, "three failed starts", func() bool { return failures() >= 3 })
+	if n.Started() || n.Leading() {
+		t.Fatal("the notifier reports started while its bucket cannot be created")
+	}
+	if got := testutil.ToFloat64(n.metrics.up); got != 0 {
+		t.Fatalf("piazza_notifier_up = %v while it cannot start", got)
+	}
+	if c := strings.Count(logs.String(), "notifier cannot start"); c < 3 {
+		t.Fatalf("%d warnings logged for %v failures:\n%s", c, failures(), logs.String())
+	}
+	if err := b.js.DeleteStream(ctx, "SQUATTER"); err != nil {
+		t.Fatal(err)
+	}
+	waitLeading(t, n)
+	if !n.Started() || testutil.ToFloat64(n.metrics.up) != 1 {
+		t.Fatal("the notifier leads but does not report itself up")
+	}
 }
