@@ -49,6 +49,19 @@ func (n *Notifier) status(ctx context.Context, tenant, id string) *subStatus {
 	return st
 }
 
+// liveStatus returns the counters this leader holds for a subscription.
+func (n *Notifier) liveStatus(tenant, id string) (DeliveryStatus, bool) {
+	n.mu.Lock()
+	st := n.stats[subRef(tenant, id)]
+	n.mu.Unlock()
+	if st == nil {
+		return DeliveryStatus{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.d, true
+}
+
 // flushStatus writes the counters that changed.
 func (n *Notifier) flushStatus(ctx context.Context) {
 	n.mu.Lock()
@@ -416,13 +429,19 @@ func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held, q *q
 		}
 		data.NotifiedAt = now()
 		body, ct, link, err = n.render.RenderNotification(ctx, s, data)
+		// timesSent counts attempts (clause 5.2.14: timesFailed counts
+		// the failed ones among them), from the moment one is made, so
+		// that a subscriber that got a notification reads it counted.
+		st.mu.Lock()
+		st.d.TimesSent++
+		st.d.LastNotification = data.NotifiedAt.UTC()
+		st.dirty = true
+		st.mu.Unlock()
 		if err == nil {
 			err = n.send(ctx, s, body, ct, link)
 		}
 		at := time.Now().UTC()
 		st.mu.Lock()
-		st.d.TimesSent++
-		st.d.LastNotification = at
 		if err == nil {
 			st.d.LastSuccess = at
 		} else {

@@ -287,6 +287,9 @@ func (n *Notifier) lead(ctx context.Context, lease jetstream.KeyValue, rev uint6
 	n.mu.Unlock()
 	n.setLeading(true)
 	defer n.setLeading(false)
+	live := n.liveStatus
+	n.store.live.Store(&live)
+	defer n.store.live.CompareAndSwap(&live, nil)
 	n.log.Info("notifier leading")
 	var wg sync.WaitGroup
 	wg.Add(1)

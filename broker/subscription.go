@@ -938,7 +938,13 @@ func (s *Subscription) Terms() map[string]string {
 	return out
 }
 
-// sortSubscriptions orders subscriptions by id.
+// sortSubscriptions orders subscriptions by creation time, then id, so
+// that GET /subscriptions pages in the order they were created.
 func sortSubscriptions(ss []*Subscription) {
-	sort.Slice(ss, func(i, j int) bool { return ss[i].ID < ss[j].ID })
+	sort.Slice(ss, func(i, j int) bool {
+		if !ss[i].CreatedAt.Equal(ss[j].CreatedAt) {
+			return ss[i].CreatedAt.Before(ss[j].CreatedAt)
+		}
+		return ss[i].ID < ss[j].ID
+	})
 }

@@ -84,10 +84,14 @@ type SubscriptionStore struct {
 
 	mu      sync.RWMutex
 	cache   map[string]map[string]*Subscription // tenant -> id -> subscription
-	sorted  map[string][]*Subscription          // tenant -> its subscriptions by id (built on demand)
+	sorted  map[string][]*Subscription          // tenant -> its subscriptions in creation order (built on demand)
 	version uint64                              // changes applied to cache
 	changed chan struct{}                       // closed and replaced at each change
 	applied atomic.Uint64                       // highest KV revision applied
+
+	// live, when set, gives the counters of the notifier leading in this
+	// process, fresher than those it flushes to PIAZZA_NOTIFIER.
+	live atomic.Pointer[func(tenant, id string) (DeliveryStatus, bool)]
 }
 
 // NewSubscriptionStore returns the subscription store of a broker. It
@@ -297,7 +301,7 @@ func (s *SubscriptionStore) snapshot(tenant string, all bool) []*Subscription {
 	return out
 }
 
-// tenantSubs returns the subscriptions of a tenant sorted by id, shared:
+// tenantSubs returns the subscriptions of a tenant in creation order, shared:
 // the caller must not modify the slice.
 func (s *SubscriptionStore) tenantSubs(tenant string) []*Subscription {
 	s.mu.RLock()
@@ -407,7 +411,7 @@ func (s *SubscriptionStore) get(ctx context.Context, tenant, id string) (*Subscr
 	return sub, e.Revision(), nil
 }
 
-// List returns the subscriptions of a tenant, sorted by id.
+// List returns the subscriptions of a tenant in creation order (then by id).
 func (s *SubscriptionStore) List(ctx context.Context, tenant string) ([]*Subscription, error) {
 	if err := s.Sync(ctx); err != nil {
 		return nil, err
@@ -489,9 +493,15 @@ func (d DeliveryStatus) Failing() bool {
 }
 
 // Status returns the delivery counters of a subscription (zero if it has
-// notified nothing yet).
+// notified nothing yet): those of the notifier leading in this process if
+// it has them (exact), else the ones the leader last saved (every second).
 func (s *SubscriptionStore) Status(ctx context.Context, tenant, id string) (DeliveryStatus, error) {
 	var d DeliveryStatus
+	if f := s.live.Load(); f != nil {
+		if d, ok := (*f)(tenant, id); ok {
+			return d, nil
+		}
+	}
 	if err := s.init(ctx); err != nil {
 		return d, err
 	}

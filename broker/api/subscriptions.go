@@ -185,7 +185,8 @@ func subscriptionJSON(sub *broker.Subscription, st broker.DeliveryStatus, v subs
 	}
 	out["id"] = sub.ID
 	out["type"] = "Subscription"
-	out["isActive"] = sub.IsActive
+	// isActive is shown as sent (default true): status tells whether the
+	// subscription is paused.
 	out["status"] = sub.Status(now)
 	n := map[string]any{}
 	if nm, ok := out["notification"].(map[string]any); ok {
@@ -208,11 +209,15 @@ func subscriptionJSON(sub *broker.Subscription, st broker.DeliveryStatus, v subs
 	}
 	n["timesSent"] = st.TimesSent
 	n["timesFailed"] = st.TimesFailed
-	status := "ok"
-	if st.Failing() {
-		status = "failed"
+	// status is the outcome of the last attempt (clause 5.2.14): none
+	// before the first one.
+	if !st.LastNotification.IsZero() || st.TimesSent+st.TimesFailed > 0 {
+		status := "ok"
+		if st.Failing() {
+			status = "failed"
+		}
+		n["status"] = status
 	}
-	n["status"] = status
 	for k, t := range map[string]time.Time{"lastNotification": st.LastNotification, "lastSuccess": st.LastSuccess, "lastFailure": st.LastFailure} {
 		if !t.IsZero() {
 			n[k] = t.UTC().Format(broker.TimeFormat)
@@ -255,7 +260,7 @@ func (h *Handler) getSubscription(w http.ResponseWriter, r *http.Request) error 
 
 func (h *Handler) writeSubscriptionJSON(w http.ResponseWriter, v subscriptionView, status int, body any) error {
 	if v.media == mediaJSON {
-		w.Header().Set("Link", contextLink(v.ctx))
+		w.Header().Add("Link", contextLink(v.ctx))
 	}
 	if err := writeJSON(w, status, body); err != nil {
 		return err
@@ -330,6 +335,7 @@ func (h *Handler) listSubscriptions(w http.ResponseWriter, r *http.Request) erro
 	if count {
 		w.Header().Set("NGSILD-Results-Count", strconv.Itoa(len(subs)))
 	}
+	pagingLinks(w, r, broker.Query{Limit: limit, Offset: offset}, len(subs), v.media)
 	page := subs[min(offset, len(subs)):min(offset+limit, len(subs))]
 	out := make([]any, 0, len(page))
 	now := time.Now()

@@ -26,8 +26,12 @@ func TestSubscriptionCRUD(t *testing.T) {
 
 	got := s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1?options=sysAttrs")
 	n := got["notification"].(map[string]any)
-	if got["type"] != "Subscription" || got["status"] != "active" || got["isActive"] != true || got["q"] != "speed>10" ||
-		n["format"] != "keyValues" || n["timesSent"] != json.Number("0") || n["status"] != "ok" || got["createdAt"] == nil {
+	// isActive shows only as sent; notification.status only once a
+	// notification was attempted (clause 5.2.14).
+	_, hasActive := got["isActive"]
+	_, hasStatus := n["status"]
+	if got["type"] != "Subscription" || got["status"] != "active" || hasActive || hasStatus || got["q"] != "speed>10" ||
+		n["format"] != "keyValues" || n["timesSent"] != json.Number("0") || got["createdAt"] == nil {
 		t.Fatalf("subscription answer: %v", got)
 	}
 	if ep := n["endpoint"].(map[string]any); ep["accept"] != "application/json" || ep["uri"] != "http://127.0.0.1:9/notify" {
@@ -40,10 +44,20 @@ func TestSubscriptionCRUD(t *testing.T) {
 	if !strings.HasPrefix(r.header.Get("Location"), "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:") {
 		t.Fatalf("generated Location %q", r.header.Get("Location"))
 	}
+	// Pages are in creation order (s1 was created first, though its id
+	// sorts after the generated one's), with Link rel=prev/next (clause 4.12).
 	for _, c := range []struct {
-		query string
-		n     int
-	}{{"", 2}, {"?limit=1", 1}, {"?limit=1&offset=1", 1}, {"?offset=5", 0}, {"?limit=0&count=true", 0}} {
+		query      string
+		n          int
+		first      string
+		prev, next string
+	}{
+		{"", 2, "urn:ngsi-ld:Subscription:s1", "", ""},
+		{"?limit=1", 1, "urn:ngsi-ld:Subscription:s1", "", "limit=1&offset=1&options=count"},
+		{"?limit=1&offset=1", 1, "urn:ngsi-ld:Subscription:", "limit=1&offset=0&options=count", ""},
+		{"?offset=5", 0, "", "limit=20&offset=0&options=count", ""},
+		{"?limit=0&count=true", 0, "", "", ""},
+	} {
 		t.Run("list"+c.query, func(t *testing.T) {
 			r := s.do(t, "GET", "/ngsi-ld/v1/subscriptions/"+c.query+sep(c.query)+"options=count", "")
 			mustStatus(t, r, http.StatusOK)
@@ -53,6 +67,21 @@ func TestSubscriptionCRUD(t *testing.T) {
 			}
 			if len(list) != c.n || r.header.Get("NGSILD-Results-Count") != "2" {
 				t.Fatalf("%d subscriptions, count %q: %s", len(list), r.header.Get("NGSILD-Results-Count"), r.body)
+			}
+			if c.n > 0 && !strings.HasPrefix(list[0]["id"].(string), c.first) || c.first == "urn:ngsi-ld:Subscription:" && list[0]["id"] == "urn:ngsi-ld:Subscription:s1" {
+				t.Fatalf("first subscription %v, want %s", list[0]["id"], c.first)
+			}
+			var prev, next string
+			for _, l := range r.header.Values("Link") {
+				for rel, dst := range map[string]*string{`rel="prev"`: &prev, `rel="next"`: &next} {
+					if strings.Contains(l, rel) {
+						u := l[strings.Index(l, "<")+1 : strings.Index(l, ">")]
+						*dst = u[strings.Index(u, "?")+1:]
+					}
+				}
+			}
+			if prev != c.prev || next != c.next {
+				t.Fatalf("Link prev %q next %q, want %q %q: %v", prev, next, c.prev, c.next, r.header.Values("Link"))
 			}
 		})
 	}
