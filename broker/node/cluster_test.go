@@ -27,12 +27,11 @@ import (
 const (
 	clusterWriteTimeout = 10 * time.Second
 	clusterAnswerMargin = 3 * time.Second
-	// clusterRecovery bounds the time from a NATS node's stop to writes
-	// succeeding again through both Piazzas: nats-server's Raft elects a
-	// new leader within 4-9 s of losing the old one (no leadership is
-	// handed over when a server stops hard), and the writes caught in that
-	// window wait for the write timeout before they answer 503.
-	clusterRecovery = 30 * time.Second
+	// clusterRecovery bounds the time from a NATS node's stop to the first
+	// write started after it and acknowledged, through each Piazza. The
+	// writes in flight on a stream leader that stops are never answered by
+	// NATS and hold their writer for the write timeout (then 503).
+	clusterRecovery = clusterWriteTimeout + 5*time.Second
 )
 
 // longClusterTests runs every victim and longer loads (PIAZZA_TEST_LONG=1).
@@ -46,18 +45,16 @@ func clusterLogger(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("piazza", name)
 }
 
-// clusterPiazza is one Piazza node on the cluster and the NATS server it
-// was pointed at first.
+// clusterPiazza is one Piazza node on the cluster.
 type clusterPiazza struct {
 	name string
 	node *Node
 	base string // http://host:port
-	nats int    // index of its first NATS server
 }
 
 // startClusterPiazza starts a Piazza on the cluster with streams of three
 // replicas. urls is its --nats-url (one server or a list).
-func startClusterPiazza(t *testing.T, name string, urls string, first int) *clusterPiazza {
+func startClusterPiazza(t *testing.T, name string, urls string) *clusterPiazza {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -68,7 +65,7 @@ func startClusterPiazza(t *testing.T, name string, urls string, first int) *clus
 	}
 	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
 	t.Logf("piazza %s started on %s in %v", name, n.nc.ConnectedServerName(), time.Since(start).Round(time.Millisecond))
-	return &clusterPiazza{name: name, node: n, base: "http://" + n.HTTPAddr(), nats: first}
+	return &clusterPiazza{name: name, node: n, base: "http://" + n.HTTPAddr()}
 }
 
 // answer is one HTTP exchange as the load saw it.
@@ -147,9 +144,9 @@ type clusterLoad struct {
 	acked, refused, ackedAfter []int
 	firstAck                   []time.Duration
 	// slowest is the longest write per Piazza; took their total time.
-	slowest, took   []time.Duration
-	stopAt          time.Time
-	reads, readsBad atomic.Int64
+	slowest, took []time.Duration
+	stopAt        time.Time
+	reads         atomic.Int64
 }
 
 type counter struct {
@@ -273,7 +270,6 @@ func (l *clusterLoad) read(ctx context.Context, p int) {
 			a.err = fmt.Errorf("count %d, older than the acknowledged %d (%s)", e.Count, least, a.body)
 		}
 		if a.err != nil || a.code != want || a.took > clusterAnswerMargin {
-			l.readsBad.Add(1)
 			l.mu.Lock()
 			if len(l.bad) < 20 {
 				l.bad = append(l.bad, fmt.Sprintf("piazza %s: read %s: %s", l.piazzas[p].name, id, a))
@@ -339,6 +335,12 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 			return p.bConn, v, v != p.bConn && v != p.streamLeader
 		}},
 		// Piazza A is connected to the JetStream meta leader that stops.
+		// This fails about one run in two today: A's read model stops for
+		// 10s, its writes are answered only at the write timeout and its
+		// own reads are stale meanwhile. On reconnecting, nats.go's
+		// ordered consumer creates a new consumer at once, while the meta
+		// group has no leader yet; nats-server drops that request, and
+		// nats.go waits 10s (fixed) before it tries again.
 		{name: "meta leader and piazza's node", long: true, maxWrite: 6 * time.Second, place: func(p placement) (int, int, bool) {
 			return p.metaLeader, p.metaLeader, p.bConn != p.metaLeader && p.metaLeader != p.streamLeader
 		}},
@@ -356,7 +358,7 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 			var p placement
 			var aConn, victim int
 			for try := 0; ; try++ {
-				b = startClusterPiazza(t, "B", strings.Join([]string{c.url(1), c.url(2), c.url(0)}, ","), 1)
+				b = startClusterPiazza(t, "B", strings.Join([]string{c.url(1), c.url(2), c.url(0)}, ","))
 				p = c.placement(t, b.node)
 				var ok bool
 				if aConn, victim, ok = tc.place(p); ok {
@@ -368,7 +370,7 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 				_ = b.node.Shutdown(context.Background())
 				c.deleteConsumers(t, broker.StreamName(""))
 			}
-			a := startClusterPiazza(t, "A", c.url(aConn), aConn)
+			a := startClusterPiazza(t, "A", c.url(aConn))
 			t.Logf("stream leader nats-%d, meta leader nats-%d, B on nats-%d with its consumer on nats-%d, A on nats-%d; stopping nats-%d",
 				p.streamLeader+1, p.metaLeader+1, p.bConn+1, p.bConsumer+1, aConn+1, victim+1)
 			testNATSNodeStop(t, c, victim, tc.maxWrite, []*clusterPiazza{a, b})
@@ -417,7 +419,7 @@ func testNATSNodeStop(t *testing.T, c *natsCluster, victim int, maxWrite time.Du
 		}
 	}()
 	acked := func(p int) int { load.mu.Lock(); defer load.mu.Unlock(); return load.acked[p] }
-	pollUntil(t, "50 acknowledged writes through each Piazza", 20*time.Second, func() bool { return acked(0) >= 50 && acked(1) >= 50 })
+	pollUntil(t, "30 acknowledged writes through each Piazza", 20*time.Second, func() bool { return acked(0) >= 30 && acked(1) >= 30 })
 
 	load.mu.Lock()
 	load.stopAt = time.Now()
