@@ -60,6 +60,8 @@ type Broker struct {
 	// schemas keeps the run-time data models in SchemaBucket; nil when
 	// the broker validates nothing.
 	schemas *schemaStore
+	// admit bounds the messages published and not yet acknowledged.
+	admit *admission
 }
 
 // tenant is one NGSI-LD tenant: a stream and its read model.
@@ -120,7 +122,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	bctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{opts: o, log: o.Logger.With("component", "broker"), nc: o.Conn, js: js,
-		tenants: make(map[string]*tenant), ctx: bctx, cancel: cancel}
+		tenants: make(map[string]*tenant), ctx: bctx, cancel: cancel, admit: newAdmission(maxInFlight)}
 	if b.m, err = newMetrics(o.Metrics, b); err != nil {
 		cancel()
 		return nil, err

@@ -130,10 +130,13 @@ func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Va
 // (asynchronous publishes), then any that lost a race one by one on the
 // stream's fresh state. Jobs on the same id run in request order. It waits
 // until the read model has applied every committed write.
-func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
+func (b *Broker) run(reqCtx context.Context, t *tenant, jobs []*job) {
 	defer b.m.wrote(jobs)
-	ctx, cancel := b.writeContext(ctx)
-	defer cancel()
+	// Each step below (waiting for room, acknowledgements, the read model)
+	// has the write timeout of its own, counted from when it starts, so
+	// that a write queued behind a burst is not failed for the queue.
+	ctx, cancel := b.writeContext(reqCtx)
+	defer func() { cancel() }()
 	var maxSeq uint64
 	remaining := jobs
 	for len(remaining) > 0 {
@@ -148,53 +151,12 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 			seen[j.id] = true
 			wave = append(wave, j)
 		}
-		for _, j := range wave {
-			cur, typ, seq, err := t.current(j.id)
-			if err != nil && j.del {
-				// A state that cannot be read can still be deleted: the
-				// tombstone needs only the id and the types.
-				if r := t.rm.get(j.id); r != nil {
-					cur, typ, seq, err = &Entity{ID: j.id, Types: append([]string(nil), r.types...)}, r.subjType, r.seq, nil
-					b.log.Warn("deleting an unreadable entity", "tenant", t.name, "id", j.id)
-				}
-			}
-			if err != nil {
-				j.out.Err = err
-				continue
-			}
-			m := j.prepare(t, cur, typ, seq, b.opts.Validator)
-			if m == nil {
-				b.keepAside(ctx, t, j)
-				continue
-			}
-			if j.next != nil {
-				j.handed = t.handoff.leave(j.id, m.Data, j.next)
-			}
-			f, err := b.js.PublishMsgAsync(m)
-			if err != nil {
-				j.out.Err = fmt.Errorf("%w: %v", ErrNotConnected, translateNATS(err))
-				continue
-			}
-			j.future = f
+		for start := 0; start < len(wave); start += maxInFlight {
+			chunk := wave[start:min(start+maxInFlight, len(wave))]
+			b.commit(reqCtx, t, chunk)
 		}
-		for _, j := range wave {
-			if j.future == nil {
-				continue
-			}
-			select {
-			case ack := <-j.future.Ok():
-				j.out.Seq = ack.Sequence
-			case err := <-j.future.Err():
-				if err = classifyPublishError(err); errors.Is(err, errWrongLastSeq) {
-					j.retry = true
-				} else {
-					j.out.Err = err
-				}
-			case <-ctx.Done():
-				j.out.Err = fmt.Errorf("%w: no acknowledgement: %v", ErrNotConnected, ctx.Err())
-			}
-			j.future = nil
-		}
+		cancel()
+		ctx, cancel = b.writeContext(reqCtx)
 		for _, j := range wave {
 			if j.retry {
 				j.retry = false
@@ -224,6 +186,71 @@ func (b *Broker) run(ctx context.Context, t *tenant, jobs []*job) {
 	// Entries the read model did not take (failed or lost writes) go.
 	for _, j := range jobs {
 		t.handoff.forget(j.id, j.handed)
+	}
+}
+
+// commit prepares and publishes a chunk of jobs (at most maxInFlight, of
+// distinct ids) once the admission has room for them, and collects their
+// acknowledgements.
+func (b *Broker) commit(reqCtx context.Context, t *tenant, chunk []*job) {
+	actx, cancel := b.writeContext(reqCtx)
+	err := b.admit.acquire(actx, len(chunk))
+	cancel()
+	if err != nil {
+		for _, j := range chunk {
+			j.out.Err = fmt.Errorf("%w: too many writes waiting; none of this was written: %v", ErrNotConnected, err)
+		}
+		return
+	}
+	defer b.admit.release(len(chunk))
+	ctx, cancel := b.writeContext(reqCtx)
+	defer cancel()
+	for _, j := range chunk {
+		cur, typ, seq, err := t.current(j.id)
+		if err != nil && j.del {
+			// A state that cannot be read can still be deleted: the
+			// tombstone needs only the id and the types.
+			if r := t.rm.get(j.id); r != nil {
+				cur, typ, seq, err = &Entity{ID: j.id, Types: append([]string(nil), r.types...)}, r.subjType, r.seq, nil
+				b.log.Warn("deleting an unreadable entity", "tenant", t.name, "id", j.id)
+			}
+		}
+		if err != nil {
+			j.out.Err = err
+			continue
+		}
+		m := j.prepare(t, cur, typ, seq, b.opts.Validator)
+		if m == nil {
+			b.keepAside(ctx, t, j)
+			continue
+		}
+		if j.next != nil {
+			j.handed = t.handoff.leave(j.id, m.Data, j.next)
+		}
+		f, err := b.js.PublishMsgAsync(m)
+		if err != nil {
+			j.out.Err = fmt.Errorf("%w: %v", ErrNotConnected, translateNATS(err))
+			continue
+		}
+		j.future = f
+	}
+	for _, j := range chunk {
+		if j.future == nil {
+			continue
+		}
+		select {
+		case ack := <-j.future.Ok():
+			j.out.Seq = ack.Sequence
+		case err := <-j.future.Err():
+			if err = classifyPublishError(err); errors.Is(err, errWrongLastSeq) {
+				j.retry = true
+			} else {
+				j.out.Err = err
+			}
+		case <-ctx.Done():
+			j.out.Err = fmt.Errorf("%w: no acknowledgement: %v", ErrNotConnected, ctx.Err())
+		}
+		j.future = nil
 	}
 }
 
