@@ -314,6 +314,12 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 		place func(p placement) (aConn, victim int, ok bool)
 		// maxWrite bounds every write's answer.
 		maxWrite time.Duration
+		// crash runs the third NATS node as a process, makes it lead the
+		// stream, and kills it (SIGKILL): no leadership is handed over.
+		crash bool
+		// recovery bounds the first acknowledged write started after the
+		// stop (default clusterRecovery).
+		recovery time.Duration
 	}{
 		// Piazza A's connection moves to another node; the cluster's
 		// leaders stay.
@@ -344,13 +350,20 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 		{name: "meta leader and piazza's node", long: true, maxWrite: 6 * time.Second, place: func(p placement) (int, int, bool) {
 			return p.metaLeader, p.metaLeader, p.bConn != p.metaLeader && p.metaLeader != p.streamLeader
 		}},
+		// The stream leader crashes: the two other nodes elect a new one
+		// after their election timeout (4-9s); the writes sent meanwhile
+		// get no answer from NATS and a 503 at the write timeout.
+		{name: "stream leader crashes", long: true, crash: true, maxWrite: clusterWriteTimeout + clusterAnswerMargin,
+			recovery: 2*clusterWriteTimeout + 5*time.Second, place: func(p placement) (int, int, bool) {
+				return 1 - p.bConn, 2, p.streamLeader == 2 && p.bConn != 2
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.long && !longClusterTests() {
 				t.Skip("PIAZZA_TEST_LONG=1 runs it")
 			}
-			c := startNATSCluster(t, 3)
+			c := startNATSCluster(t, 3, tc.crash)
 			// Piazza B starts first, on a URL list, and creates the
 			// streams; then the leaders are known and Piazza A connects
 			// where the case wants it.
@@ -359,6 +372,9 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 			var aConn, victim int
 			for try := 0; ; try++ {
 				b = startClusterPiazza(t, "B", strings.Join([]string{c.url(1), c.url(2), c.url(0)}, ","))
+				if tc.crash {
+					c.moveStreamLeader(broker.StreamName(""), 2)
+				}
 				p = c.placement(t, b.node)
 				var ok bool
 				if aConn, victim, ok = tc.place(p); ok {
@@ -373,12 +389,16 @@ func TestClusterSurvivesNATSNodeStop(t *testing.T) {
 			a := startClusterPiazza(t, "A", c.url(aConn))
 			t.Logf("stream leader nats-%d, meta leader nats-%d, B on nats-%d with its consumer on nats-%d, A on nats-%d; stopping nats-%d",
 				p.streamLeader+1, p.metaLeader+1, p.bConn+1, p.bConsumer+1, aConn+1, victim+1)
-			testNATSNodeStop(t, c, victim, tc.maxWrite, []*clusterPiazza{a, b})
+			recovery := tc.recovery
+			if recovery == 0 {
+				recovery = clusterRecovery
+			}
+			testNATSNodeStop(t, c, victim, tc.maxWrite, recovery, []*clusterPiazza{a, b})
 		})
 	}
 }
 
-func testNATSNodeStop(t *testing.T, c *natsCluster, victim int, maxWrite time.Duration, piazzas []*clusterPiazza) {
+func testNATSNodeStop(t *testing.T, c *natsCluster, victim int, maxWrite, recovery time.Duration, piazzas []*clusterPiazza) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 16}
 	t.Cleanup(transport.CloseIdleConnections)
 	client := &http.Client{Transport: transport, Timeout: clusterWriteTimeout + 2*clusterAnswerMargin}
@@ -432,7 +452,7 @@ func testNATSNodeStop(t *testing.T, c *natsCluster, victim int, maxWrite time.Du
 	if longClusterTests() {
 		after = 500
 	}
-	pollUntil(t, fmt.Sprintf("%d acknowledged writes through each Piazza after the stop", after), clusterRecovery+clusterWriteTimeout, func() bool {
+	pollUntil(t, fmt.Sprintf("%d acknowledged writes through each Piazza after the stop", after), recovery+clusterWriteTimeout, func() bool {
 		load.mu.Lock()
 		defer load.mu.Unlock()
 		return load.ackedAfter[0] >= after && load.ackedAfter[1] >= after
@@ -455,8 +475,8 @@ func testNATSNodeStop(t *testing.T, c *natsCluster, victim int, maxWrite time.Du
 		}
 	}
 	for i, f := range load.firstAck {
-		if f > clusterRecovery {
-			t.Errorf("piazza %s: first write acknowledged %v after the stop, bound %v", piazzas[i].name, f, clusterRecovery)
+		if f > recovery {
+			t.Errorf("piazza %s: first write acknowledged %v after the stop, bound %v", piazzas[i].name, f, recovery)
 		}
 	}
 	for _, s := range load.bad {
