@@ -61,9 +61,13 @@ type Subscription struct {
 	Geo          *GeoQuery
 	Scope        *ScopeQuery
 	Lang         string
-	IsActive     bool
-	ExpiresAt    time.Time // zero: never
-	Throttling   time.Duration
+	// DatasetIDs, if not empty, select the attribute instances notified
+	// (clause 4.5.5): those with one of these datasetIds, "@none" naming
+	// the default instance.
+	DatasetIDs []string
+	IsActive   bool
+	ExpiresAt  time.Time // zero: never
+	Throttling time.Duration
 	// JSONLDContext is the @context URI notifications are compacted with;
 	// Context is the @context of the request that created the subscription,
 	// used when JSONLDContext is empty.
@@ -213,7 +217,8 @@ func (s *Subscription) parse(m map[string]any, names Names, o SubscriptionParseO
 			"notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ", "lang", "isActive",
 			"expiresAt", "throttling", "jsonldContext", "notification", "status", "@context",
 			"createdAt", "modifiedAt", "localOnly":
-		case "csf", "temporalQ", "datasetId":
+		case "datasetId":
+		case "csf", "temporalQ":
 			return &Error{Kind: ErrOperationNotSupported, Detail: fmt.Sprintf("subscription: %s is not supported by this broker", k)}
 		default:
 			return subErr(k, "unknown member (see GS CIM 009 clause 5.2.12)")
@@ -315,11 +320,26 @@ func (s *Subscription) parse(m map[string]any, names Names, o SubscriptionParseO
 		if !ok {
 			return subErr("q", "must be a string, got %s", jsonKind(v))
 		}
+		// A q copied from a URL may keep its percent-encoding (the ETSI
+		// suite sends name=="Eiffel%20Tower"): decode it as the query
+		// string would be.
+		if strings.Contains(str, "%") {
+			if dec, err := url.PathUnescape(str); err == nil {
+				str = dec
+			}
+		}
 		q, err := ParseQ(str, names)
 		if err != nil {
 			return subErr("q", "%s", Detail(err))
 		}
 		s.Q = q
+	}
+	if v, has := m["datasetId"]; has {
+		ids, err := datasetIDs(v)
+		if err != nil {
+			return err
+		}
+		s.DatasetIDs = ids
 	}
 	if v, has := m["geoQ"]; has {
 		g, err := parseSubGeoQ(v, names)
@@ -393,6 +413,59 @@ func (s *Subscription) parse(m map[string]any, names Names, o SubscriptionParseO
 	}
 	s.Notification = np
 	return nil
+}
+
+// datasetIDs reads a subscription's datasetId: a URI or an array of them
+// ("@none" is the default instance).
+func datasetIDs(v any) ([]string, error) {
+	var l []any
+	switch x := v.(type) {
+	case string:
+		l = []any{x}
+	case []any:
+		l = x
+	default:
+		return nil, subErr("datasetId", "must be a URI or an array of URIs, got %s", describeJSON(v))
+	}
+	ids := make([]string, 0, len(l))
+	for _, e := range l {
+		str, ok := e.(string)
+		if !ok || str != "@none" && !ValidURI(str) {
+			return nil, subErr("datasetId", "must be URIs (or @none), got %s", describeJSON(e))
+		}
+		ids = append(ids, str)
+	}
+	if len(ids) == 0 {
+		return nil, subErr("datasetId", "must not be an empty array")
+	}
+	return ids, nil
+}
+
+// SelectDatasets returns e with only the attribute instances the
+// subscription's datasetId selects (e itself when it has none); attributes
+// left without an instance are dropped. e is not modified.
+func (s *Subscription) SelectDatasets(e *Entity) *Entity {
+	if len(s.DatasetIDs) == 0 || e == nil {
+		return e
+	}
+	out := *e
+	out.Attrs = make(map[string]Instances, len(e.Attrs))
+	for name, is := range e.Attrs {
+		var kept Instances
+		for _, a := range is {
+			id := a.DatasetID
+			if id == "" {
+				id = "@none"
+			}
+			if slices.Contains(s.DatasetIDs, id) {
+				kept = append(kept, a)
+			}
+		}
+		if len(kept) > 0 {
+			out.Attrs[name] = kept
+		}
+	}
+	return &out
 }
 
 func parseSubEntity(v any, names Names) (EntitySelector, error) {

@@ -276,3 +276,47 @@ func TestSubscriptionCountersOnNotification(t *testing.T) {
 		n = s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:c")["notification"].(map[string]any)
 	}
 }
+
+// TestNotificationContextAndDatasets: a subscription created with
+// "@context":[uri] names uri in the Link header of its application/json
+// notifications and in each entity of its application/ld+json ones; its
+// datasetId keeps only those attribute instances; a percent-encoded q (as
+// copied from a URL) is decoded.
+func TestNotificationContextAndDatasets(t *testing.T) {
+	base, _ := contextServer(t)
+	ctxURL := base + "/ctx.jsonld"
+	s := notifyingServer(t, api.Options{})
+	ep := newEndpoints(t)
+	ld := []string{"Content-Type", "application/ld+json"}
+	sub := func(path, extra, accept string) {
+		t.Helper()
+		body := `{"type":"Subscription","entities":[{"type":"Room"}]` + extra + `,"notification":{"endpoint":{"uri":"` +
+			ep.url + path + `","accept":"` + accept + `"}},"@context":["` + ctxURL + `"]}`
+		mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", body, ld...), http.StatusCreated)
+	}
+	sub("/json", ``, "application/json")
+	sub("/ld", ``, "application/ld+json")
+	sub("/dataset", `,"datasetId":["urn:ngsi-ld:Dataset:fr"]`, "application/json")
+	sub("/q", `,"q":"name==%22Big%20Hall%22"`, "application/json")
+	s.create(t, `{"id":"urn:ngsi-ld:Room:d","type":"Room","name":[{"type":"Property","value":"Big Hall"},
+		{"type":"Property","value":"Grande salle","datasetId":"urn:ngsi-ld:Dataset:fr"},
+		{"type":"Property","value":"Grosser Saal","datasetId":"urn:ngsi-ld:Dataset:de"}],
+		"temperature":{"type":"Property","value":21}}`, "Link", linkHeader(ctxURL))
+
+	n := ep.wait(t, "/json")
+	if want := linkHeader(ctxURL); n.header.Get("Link") != want {
+		t.Fatalf("Link %q, want %q", n.header.Get("Link"), want)
+	}
+	n = ep.wait(t, "/ld")
+	if e := n.body["data"].([]any)[0].(map[string]any); e["@context"] != ctxURL || n.header.Get("Link") != "" {
+		t.Fatalf("ld+json entity @context %v (want %s), Link %q", e["@context"], ctxURL, n.header.Get("Link"))
+	}
+	e := ep.wait(t, "/dataset").body["data"].([]any)[0].(map[string]any)
+	name, ok := e["name"].(map[string]any)
+	if !ok || name["value"] != "Grande salle" || e["temperature"] != nil {
+		t.Fatalf("datasetId fr: %v", e)
+	}
+	if e := ep.wait(t, "/q").body["data"].([]any)[0].(map[string]any); e["id"] != "urn:ngsi-ld:Room:d" {
+		t.Fatalf("q: %v", e)
+	}
+}

@@ -1,9 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/url"
-	"strings"
 
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
@@ -79,18 +80,25 @@ func (r renderer) RenderNotification(ctx context.Context, sub *broker.Subscripti
 	inner := v
 	inner.inCollection = true
 	if inner.media == mediaLD {
-		inner.media = mediaJSON // one @context, on the notification
+		inner.media = mediaJSON // the @context is added below
 	}
+	ctxVal := notificationContextValue(sub, c)
 	for _, it := range n.Items {
 		var b []byte
 		switch {
 		case it.Deleted:
 			b = broker.RenderNotifiedEntity(it, broker.RenderOptions{Names: nm}, false, nm)
 		default:
-			b = inner.appendEntity(nil, it.Entity)
-			if sub.Notification.ShowChanges && it.Previous != nil && v.format != broker.Simplified && v.media != mediaGeoJSON {
-				b = broker.AddPreviousValues(b, it.Entity, it.Previous, nm)
+			cur, prev := sub.SelectDatasets(it.Entity), sub.SelectDatasets(it.Previous)
+			b = inner.appendEntity(nil, cur)
+			if sub.Notification.ShowChanges && prev != nil && v.format != broker.Simplified && v.media != mediaGeoJSON {
+				b = broker.AddPreviousValues(b, cur, prev, nm)
 			}
+		}
+		if v.media == mediaLD {
+			// Each entity is a JSON-LD document of its own, as the ETSI
+			// suite reads data[i]["@context"].
+			b = withContext(b, ctxVal)
 		}
 		ents = append(ents, b)
 	}
@@ -109,10 +117,75 @@ func (r renderer) RenderNotification(ctx context.Context, sub *broker.Subscripti
 		fc = append(fc, "]}"...)
 		body = broker.AppendNotification(nil, n, [][]byte{fc}, contextValue(c))
 	case mediaLD:
-		body = broker.AppendNotification(nil, n, ents, contextValue(c))
+		body = broker.AppendNotification(nil, n, ents, ctxVal)
 	default:
 		body = broker.AppendNotification(nil, n, ents, nil)
-		link = strings.TrimSpace(contextLink(c))
+		link = notificationLink(sub, ctxVal)
 	}
 	return body, ct, link, nil
+}
+
+// notificationContextValue is the @context a notification names: the
+// subscription's jsonldContext, else the @context it was created with (an
+// array of one URI written as that URI), else the core context.
+func notificationContextValue(sub *broker.Subscription, c *jsonld.Context) any {
+	if sub.JSONLDContext != "" {
+		return sub.JSONLDContext
+	}
+	switch x := sub.Context.(type) {
+	case string:
+		if x != "" {
+			return x
+		}
+	case []any:
+		if len(x) == 1 {
+			if u, ok := x[0].(string); ok {
+				return u
+			}
+		}
+		if len(x) > 0 {
+			return x
+		}
+	case map[string]any:
+		return x
+	}
+	return contextValue(c)
+}
+
+// notificationLink is the Link header of an application/json notification:
+// the URI of its @context (with several, the first that is not the core
+// context, which every context includes; an inline one cannot be linked).
+func notificationLink(sub *broker.Subscription, ctxVal any) string {
+	u := jsonld.CoreContextURL
+	switch x := ctxVal.(type) {
+	case string:
+		u = x
+	case []any:
+		for _, e := range x {
+			if s, ok := e.(string); ok && s != jsonld.CoreContextURL {
+				u = s
+				break
+			}
+		}
+	}
+	return "<" + u + `>; rel="` + jsonld.ContextRel + `"; type="application/ld+json"`
+}
+
+// withContext adds "@context" to a rendered JSON object that has none.
+func withContext(obj []byte, ctxVal any) []byte {
+	if len(obj) < 2 || obj[0] != '{' || bytes.Contains(obj, []byte(`"@context":`)) {
+		return obj
+	}
+	cb, err := json.Marshal(ctxVal)
+	if err != nil {
+		return obj
+	}
+	out := make([]byte, 0, len(obj)+len(cb)+14)
+	out = append(out, obj[:len(obj)-1]...)
+	if len(obj) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"@context":`...)
+	out = append(out, cb...)
+	return append(out, '}')
 }
