@@ -532,6 +532,16 @@ func decodeNotified(it notifItem) (NotifiedEntity, error) {
 		}
 		ne.Entity = e
 		ne.DeletedAt, _ = time.Parse(time.RFC3339Nano, t.DeletedAt)
+		if len(it.Stamps) == 2 {
+			e.CreatedAt, e.ModifiedAt = it.Stamps[0], it.Stamps[1]
+		}
+		addNulls(e, it.Nulls, true)
+		if len(it.Previous) > 0 {
+			var err error
+			if ne.Previous, err = decodeStored(it.Previous); err != nil {
+				return ne, err
+			}
+		}
 		return ne, nil
 	}
 	e, err := decodeStored(it.Entity)
@@ -539,12 +549,35 @@ func decodeNotified(it notifItem) (NotifiedEntity, error) {
 		return ne, err
 	}
 	ne.Entity = e
+	addNulls(e, it.Nulls, false)
 	if len(it.Previous) > 0 {
 		if ne.Previous, err = decodeStored(it.Previous); err != nil {
 			return ne, err
 		}
 	}
 	return ne, nil
+}
+
+// addNulls adds to e an instance with an NGSI-LD Null value (clause
+// 4.5.x: "urn:ngsi-ld:null", {"@none": "urn:ngsi-ld:null"} for a
+// languageMap) for each deleted instance, after the instances left. Those
+// of a deleted entity have a plain "urn:ngsi-ld:null" languageMap, as the
+// ETSI suite expects.
+func addNulls(e *Entity, nulls []nullRef, entityDeleted bool) {
+	if len(nulls) == 0 {
+		return
+	}
+	if e.Attrs == nil {
+		e.Attrs = map[string]Instances{}
+	}
+	for _, n := range nulls {
+		var v any = NullURI
+		if n.Type == LanguageProperty && !entityDeleted {
+			v = map[string]any{"@none": NullURI}
+		}
+		e.Attrs[n.Name] = append(e.Attrs[n.Name], &Attribute{Type: n.Type, Value: v, DatasetID: n.DatasetID,
+			CreatedAt: n.Created, ModifiedAt: n.Modified})
+	}
 }
 
 // send makes one delivery attempt.

@@ -70,33 +70,38 @@ func (CanonicalRenderer) RenderNotification(_ context.Context, sub *Subscription
 }
 
 // RenderNotifiedEntity writes one entity of a notification with the
-// render options: a deleted entity as its id, type and deletedAt; with
-// showChanges, each changed attribute carries its previous value.
+// render options: a deleted entity as its id, type, the attributes the
+// notification shows as NGSI-LD Null and deletedAt; with showChanges, each
+// changed attribute carries its previous value.
 func RenderNotifiedEntity(it NotifiedEntity, o RenderOptions, showChanges bool, names Names) []byte {
 	if o.Names == nil {
 		o.Names = names
-	}
-	if it.Deleted {
-		dst := append([]byte(`{"id":`), appendString(nil, it.Entity.ID)...)
-		dst = append(dst, `,"type":`...)
-		ts := make([]any, len(it.Entity.Types))
-		for i, t := range it.Entity.Types {
-			ts[i] = o.Names.Term(t)
-		}
-		if len(ts) == 1 {
-			dst = appendValue(dst, ts[0])
-		} else {
-			dst = appendValue(dst, ts)
-		}
-		dst = append(dst, `,"deletedAt":`...)
-		dst = appendString(dst, formatTime(it.DeletedAt))
-		return append(dst, '}')
 	}
 	out := AppendEntity(nil, it.Entity, o)
 	if showChanges && it.Previous != nil && o.Format != Simplified {
 		out = AddPreviousValues(out, it.Entity, it.Previous, o.Names)
 	}
+	if it.Deleted {
+		out = AppendMember(out, "deletedAt", formatTime(it.DeletedAt))
+	}
 	return out
+}
+
+// AppendMember adds the member key: val to a rendered JSON object that does
+// not have it at its top level.
+func AppendMember(obj []byte, key string, val any) []byte {
+	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+		return obj
+	}
+	out := make([]byte, 0, len(obj)+len(key)+32)
+	out = append(out, obj[:len(obj)-1]...)
+	if len(obj) > 2 {
+		out = append(out, ',')
+	}
+	out = appendString(out, key)
+	out = append(out, ':')
+	out = appendValue(out, val)
+	return append(out, '}')
 }
 
 // AddPreviousValues adds to the rendered JSON of an entity (normalized or

@@ -484,6 +484,39 @@ type notifItem struct {
 	Deleted  bool            `json:"del,omitempty"`
 	Trigger  string          `json:"trigger,omitempty"`
 	Commit   time.Time       `json:"commit"`
+	// Nulls are the attribute instances the change deleted that the
+	// notification shows with an NGSI-LD Null value; Stamps are the
+	// createdAt and modifiedAt of a deleted entity.
+	Nulls  []nullRef   `json:"nulls,omitempty"`
+	Stamps []time.Time `json:"stamps,omitempty"`
+}
+
+// nullRef names a deleted attribute instance: attribute, datasetId ("" the
+// default instance), kind, and the instance's createdAt and modifiedAt.
+type nullRef struct {
+	Name      string    `json:"n"`
+	DatasetID string    `json:"d,omitempty"`
+	Type      AttrType  `json:"t"`
+	Created   time.Time `json:"c,omitzero"`
+	Modified  time.Time `json:"m,omitzero"`
+}
+
+// nullsOf lists the instances of the named attributes of e (every one with
+// names nil).
+func nullsOf(e *Entity, names []string) []nullRef {
+	if e == nil {
+		return nil
+	}
+	var out []nullRef
+	for _, n := range e.AttrNames() {
+		if names != nil && !slices.Contains(names, n) {
+			continue
+		}
+		for _, a := range e.Attrs[n] {
+			out = append(out, nullRef{Name: n, DatasetID: a.DatasetID, Type: a.Type, Created: a.CreatedAt, Modified: a.ModifiedAt})
+		}
+	}
+	return out
 }
 
 // queueMsg builds a queue message with its deduplication id.
@@ -694,8 +727,12 @@ type change struct {
 	prevKnown bool
 	deleted   bool
 	created   bool
-	// attribute names created, updated and deleted by the change
+	// attribute names created, updated and deleted by the change (an
+	// attribute one instance of which was deleted counts as deleted)
 	attrsCreated, attrsUpdated, attrsDeleted []string
+	// gone are the attribute instances the change deleted (not set for an
+	// entity deletion)
+	gone []nullRef
 }
 
 // handle matches one message of the log against the subscriptions (or
@@ -758,14 +795,29 @@ func (mt *matcher) handle(ctx context.Context, m logMsg, only *Subscription) err
 		}
 		return e
 	}
+	if del && ch.prev != nil {
+		ch.attrsDeleted = ch.prev.AttrNames()
+	}
 	for _, s := range cands {
 		trigger := s.fires(&ch)
 		if trigger == "" || !matches(ch.cur, Query{Q: s.Q, Geo: s.Geo, Scope: s.Scope}, resolve) {
 			continue
 		}
-		it := notifItem{ID: id, Entity: m.data, Trigger: trigger, Commit: m.time, Deleted: del}
-		if s.Notification.ShowChanges && ch.prev != nil && !del {
+		it := notifItem{ID: id, Entity: m.data, Trigger: trigger, Commit: m.time, Deleted: del, Nulls: ch.gone}
+		if s.Notification.ShowChanges && ch.prev != nil {
 			it.Previous = encodeStored(ch.prev)
+		}
+		if del && ch.prev != nil {
+			// A deleted entity shows its attributes as NGSI-LD Null: all
+			// of them with showChanges (each with its previous value), the
+			// watched ones when attributeDeleted fired.
+			it.Stamps = []time.Time{ch.prev.CreatedAt, ch.prev.ModifiedAt}
+			switch {
+			case s.Notification.ShowChanges:
+				it.Nulls = nullsOf(ch.prev, nil)
+			case trigger == TriggerAttributeDeleted:
+				it.Nulls = nullsOf(ch.prev, s.WatchedAttributes)
+			}
 		}
 		qm, err := queueMsg(mt.tenant, s.ID, keyToken(s.ID)+":"+strconv.FormatUint(seq, 10), notifPayload{Items: []notifItem{it}, Commit: m.time})
 		if err != nil {
@@ -852,16 +904,37 @@ func (ch *change) diff() {
 	}
 	for _, name := range ch.cur.AttrNames() {
 		old, ok := ch.prev.Attrs[name]
-		switch {
-		case !ok:
+		cur := ch.cur.Attrs[name]
+		if !ok {
 			ch.attrsCreated = append(ch.attrsCreated, name)
-		case !sameInstances(old, ch.cur.Attrs[name]):
-			ch.attrsUpdated = append(ch.attrsUpdated, name)
+			continue
 		}
+		if sameInstances(old, cur) {
+			continue
+		}
+		// Instances (datasetIds) that are gone were deleted; the others
+		// may have been updated too.
+		kept := make(Instances, 0, len(old))
+		for _, a := range old {
+			if cur.Instance(a.DatasetID) == nil {
+				ch.gone = append(ch.gone, nullRef{Name: name, DatasetID: a.DatasetID, Type: a.Type, Created: a.CreatedAt, Modified: a.ModifiedAt})
+			} else {
+				kept = append(kept, a)
+			}
+		}
+		if len(kept) < len(old) {
+			ch.attrsDeleted = append(ch.attrsDeleted, name)
+			if !sameInstances(kept, cur) {
+				ch.attrsUpdated = append(ch.attrsUpdated, name)
+			}
+			continue
+		}
+		ch.attrsUpdated = append(ch.attrsUpdated, name)
 	}
 	for _, name := range ch.prev.AttrNames() {
 		if _, ok := ch.cur.Attrs[name]; !ok {
 			ch.attrsDeleted = append(ch.attrsDeleted, name)
+			ch.gone = append(ch.gone, nullsOf(ch.prev, []string{name})...)
 		}
 	}
 }
@@ -910,6 +983,10 @@ func (s *Subscription) fires(ch *change) string {
 	case ch.deleted:
 		if s.HasTrigger(TriggerEntityDeleted) {
 			return TriggerEntityDeleted
+		}
+		// Deleting an entity deletes its attributes.
+		if s.HasTrigger(TriggerAttributeDeleted) && watched(ch.attrsDeleted) {
+			return TriggerAttributeDeleted
 		}
 		return ""
 	case ch.created:

@@ -262,7 +262,8 @@ func TestNotifyTriggers(t *testing.T) {
 		{"entityDeleted", `"entityDeleted"`, ``, []string{"entityDeleted"}},
 		{"attributeCreated", `"attributeCreated"`, ``, []string{"attributeCreated", "attributeCreated"}},
 		{"attributeUpdated", `"attributeUpdated"`, ``, []string{"attributeUpdated"}},
-		{"attributeDeleted", `"attributeDeleted"`, ``, []string{"attributeDeleted"}},
+		// The second: deleting the entity deletes its attributes.
+		{"attributeDeleted", `"attributeDeleted"`, ``, []string{"attributeDeleted", "attributeDeleted"}},
 		{"watched b", `"attributeCreated","attributeUpdated","attributeDeleted"`, `"b"`, []string{"attributeCreated", "attributeDeleted"}},
 		{"watched c entityUpdated", `"entityUpdated"`, `"c"`, []string{"entityUpdated"}},
 	}
@@ -813,4 +814,87 @@ func TestNotifierStartRetries(t *testing.T) {
 	if !n.Started() || testutil.ToFloat64(n.metrics.up) != 1 {
 		t.Fatal("the notifier leads but does not report itself up")
 	}
+}
+
+// TestNotifyDeletions: deleted attributes and attribute instances show in
+// notifications with an NGSI-LD Null value (after the instances left);
+// deleting an entity fires attributeDeleted for its watched attributes,
+// and entityDeleted shows createdAt/modifiedAt with sysAttrs and every
+// attribute with its previous value with showChanges.
+func TestNotifyDeletions(t *testing.T) {
+	b, _ := startBroker(t, Options{})
+	rec := newReceiver(t)
+	n, _ := startNotifier(t, b, NotifierOptions{})
+	waitLeading(t, n)
+	sub := func(id, entity, extra, notification string) {
+		subscribe(t, n.Store(), "", `{"id":"urn:ngsi-ld:Subscription:`+id+`","type":"Subscription","entities":[{"type":"Vehicle","id":"`+entity+`"}],`+
+			extra+`,"notification":{`+notification+`"endpoint":{"uri":"`+rec.URL+`"}}}`)
+	}
+	sub("attr", "urn:V:d", `"notificationTrigger":["attributeDeleted"]`, ``)
+	sub("inst", "urn:V:m", `"notificationTrigger":["attributeDeleted"],"watchedAttributes":["label"]`, ``)
+	sub("show", "urn:V:d", `"notificationTrigger":["entityDeleted"]`, `"showChanges":true,`)
+	sub("sys", "urn:V:d", `"notificationTrigger":["entityDeleted"]`, `"format":"keyValues","sysAttrs":true,`)
+	write(t, func(ctx context.Context) (Outcome, error) {
+		return b.Create(ctx, "", vehicle(t, "urn:V:d", `,"name":{"type":"Property","value":"bus"},"speed":{"type":"Property","value":5}`))
+	})
+	write(t, func(ctx context.Context) (Outcome, error) {
+		return b.Create(ctx, "", vehicle(t, "urn:V:m", `,"label":[{"type":"Property","value":"bus"},
+			{"type":"Property","value":"autobus","datasetId":"urn:ngsi-ld:Dataset:fr"}]`))
+	})
+	write(t, func(ctx context.Context) (Outcome, error) { return b.DeleteAttr(ctx, "", "urn:V:d", "name", "", false) })
+	write(t, func(ctx context.Context) (Outcome, error) {
+		return b.DeleteAttr(ctx, "", "urn:V:m", "label", "urn:ngsi-ld:Dataset:fr", false)
+	})
+	write(t, func(ctx context.Context) (Outcome, error) { return b.Delete(ctx, "", "urn:V:d") })
+	bySub := func() map[string][]map[string]any {
+		m := map[string][]map[string]any{}
+		for _, nt := range rec.notifications() {
+			sid := strings.TrimPrefix(nt.Body["subscriptionId"].(string), "urn:ngsi-ld:Subscription:")
+			for _, d := range nt.Body["data"].([]any) {
+				m[sid] = append(m[sid], d.(map[string]any))
+			}
+		}
+		return m
+	}
+	waitFor(t, 10*time.Second, "five notifications", func() bool { return len(rec.notifications()) >= 5 })
+	got := bySub()
+	canon := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	checks := []struct {
+		sub  string
+		i    int
+		want string // members other than id, type and deletedAt
+		del  bool
+	}{
+		{"attr", 0, `{"name":{"type":"Property","value":"urn:ngsi-ld:null"},"speed":{"type":"Property","value":5}}`, false},
+		{"attr", 1, `{"speed":{"type":"Property","value":"urn:ngsi-ld:null"}}`, true},
+		{"inst", 0, `{"label":[{"type":"Property","value":"bus"},{"datasetId":"urn:ngsi-ld:Dataset:fr","type":"Property","value":"urn:ngsi-ld:null"}]}`, false},
+		{"show", 0, `{"speed":{"previousValue":5,"type":"Property","value":"urn:ngsi-ld:null"}}`, true},
+	}
+	for _, c := range checks {
+		t.Run(c.sub+fmt.Sprint(c.i), func(t *testing.T) {
+			if len(got[c.sub]) <= c.i {
+				t.Fatalf("%d notified entities: %v", len(got[c.sub]), got[c.sub])
+			}
+			e := got[c.sub][c.i]
+			_, hasDel := e["deletedAt"]
+			rest := map[string]any{}
+			for k, v := range e {
+				if k != "id" && k != "type" && k != "deletedAt" {
+					rest[k] = v
+				}
+			}
+			if canon(rest) != c.want || hasDel != c.del {
+				t.Fatalf("notified %s (deletedAt %v), want %s (deletedAt %v)", canon(rest), hasDel, c.want, c.del)
+			}
+		})
+	}
+	t.Run("sys", func(t *testing.T) {
+		if len(got["sys"]) != 1 {
+			t.Fatalf("%v", got["sys"])
+		}
+		e := got["sys"][0]
+		if len(e) != 5 || e["createdAt"] == nil || e["modifiedAt"] == nil || e["deletedAt"] == nil {
+			t.Fatalf("entityDeleted with sysAttrs: %v", e)
+		}
+	})
 }

@@ -435,6 +435,16 @@ func (s *SubscriptionStore) Update(ctx context.Context, tenant, id string, merge
 			return nil, subErr("id", "cannot be changed")
 		}
 		next.Tenant, next.CreatedAt, next.Since = tenant, cur.CreatedAt, cur.Since
+		if !cur.IsActive && next.IsActive {
+			// Resumed: only changes from now on are notified, even those
+			// the matcher reaches later (it judges a change against the
+			// subscription as it is then, not as it was at the change).
+			last, err := s.streamLast(ctx, tenant)
+			if err != nil {
+				return nil, err
+			}
+			next.Since = max(cur.Since, last)
+		}
 		next.ModifiedAt = now()
 		if next.Context == nil {
 			next.Context = cur.Context

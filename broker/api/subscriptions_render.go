@@ -85,15 +85,13 @@ func (r renderer) RenderNotification(ctx context.Context, sub *broker.Subscripti
 	ctxVal := notificationContextValue(sub, c)
 	for _, it := range n.Items {
 		var b []byte
-		switch {
-		case it.Deleted:
-			b = broker.RenderNotifiedEntity(it, broker.RenderOptions{Names: nm}, false, nm)
-		default:
-			cur, prev := sub.SelectDatasets(it.Entity), sub.SelectDatasets(it.Previous)
-			b = inner.appendEntity(nil, cur)
-			if sub.Notification.ShowChanges && prev != nil && v.format != broker.Simplified && v.media != mediaGeoJSON {
-				b = broker.AddPreviousValues(b, cur, prev, nm)
-			}
+		cur, prev := sub.SelectDatasets(it.Entity), sub.SelectDatasets(it.Previous)
+		b = inner.appendEntity(nil, cur)
+		if sub.Notification.ShowChanges && prev != nil && v.format != broker.Simplified && v.media != mediaGeoJSON {
+			b = broker.AddPreviousValues(b, cur, prev, nm)
+		}
+		if it.Deleted {
+			b = broker.AppendMember(b, "deletedAt", it.DeletedAt.UTC().Format(broker.TimeFormat))
 		}
 		if v.media == mediaLD {
 			// Each entity is a JSON-LD document of its own, as the ETSI
