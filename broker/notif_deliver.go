@@ -25,7 +25,13 @@ type subStatus struct {
 	mu    sync.Mutex
 	d     DeliveryStatus
 	dirty bool
+	// inflight is closed when the attempt under way ends (nil: none).
+	inflight chan struct{}
 }
+
+// inflightWait bounds how long a status read waits for the attempt under
+// way, so that a subscriber that answered a notification reads its outcome.
+const inflightWait = time.Second
 
 // status returns the counters of a subscription, loaded from NATS at first use.
 func (n *Notifier) status(ctx context.Context, tenant, id string) *subStatus {
@@ -49,13 +55,26 @@ func (n *Notifier) status(ctx context.Context, tenant, id string) *subStatus {
 	return st
 }
 
-// liveStatus returns the counters this leader holds for a subscription.
-func (n *Notifier) liveStatus(tenant, id string) (DeliveryStatus, bool) {
+// liveStatus returns the counters this leader holds for a subscription,
+// after the attempt under way if it ends within inflightWait (or ctx).
+func (n *Notifier) liveStatus(ctx context.Context, tenant, id string) (DeliveryStatus, bool) {
 	n.mu.Lock()
 	st := n.stats[subRef(tenant, id)]
 	n.mu.Unlock()
 	if st == nil {
 		return DeliveryStatus{}, false
+	}
+	st.mu.Lock()
+	ch := st.inflight
+	st.mu.Unlock()
+	if ch != nil {
+		t := time.NewTimer(inflightWait)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -436,12 +455,16 @@ func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held, q *q
 		st.d.TimesSent++
 		st.d.LastNotification = data.NotifiedAt.UTC()
 		st.dirty = true
+		inflight := make(chan struct{})
+		st.inflight = inflight
 		st.mu.Unlock()
 		if err == nil {
 			err = n.send(ctx, s, body, ct, link)
 		}
 		at := time.Now().UTC()
 		st.mu.Lock()
+		st.inflight = nil
+		close(inflight)
 		if err == nil {
 			st.d.LastSuccess = at
 		} else {

@@ -91,7 +91,7 @@ type SubscriptionStore struct {
 
 	// live, when set, gives the counters of the notifier leading in this
 	// process, fresher than those it flushes to PIAZZA_NOTIFIER.
-	live atomic.Pointer[func(tenant, id string) (DeliveryStatus, bool)]
+	live atomic.Pointer[func(ctx context.Context, tenant, id string) (DeliveryStatus, bool)]
 }
 
 // NewSubscriptionStore returns the subscription store of a broker. It
@@ -504,11 +504,12 @@ func (d DeliveryStatus) Failing() bool {
 
 // Status returns the delivery counters of a subscription (zero if it has
 // notified nothing yet): those of the notifier leading in this process if
-// it has them (exact), else the ones the leader last saved (every second).
+// it has them (exact, after the attempt under way if it ends within a
+// second), else the ones the leader last saved (every second).
 func (s *SubscriptionStore) Status(ctx context.Context, tenant, id string) (DeliveryStatus, error) {
 	var d DeliveryStatus
 	if f := s.live.Load(); f != nil {
-		if d, ok := (*f)(tenant, id); ok {
+		if d, ok := (*f)(ctx, tenant, id); ok {
 			return d, nil
 		}
 	}

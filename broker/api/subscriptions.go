@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -186,7 +187,10 @@ func subscriptionJSON(sub *broker.Subscription, st broker.DeliveryStatus, v subs
 	out["id"] = sub.ID
 	out["type"] = "Subscription"
 	// isActive is shown as sent (default true): status tells whether the
-	// subscription is paused.
+	// subscription is paused. notificationTrigger shows the defaults.
+	if _, ok := out["notificationTrigger"]; !ok && len(sub.Triggers) > 0 {
+		out["notificationTrigger"] = sub.Triggers
+	}
 	out["status"] = sub.Status(now)
 	n := map[string]any{}
 	if nm, ok := out["notification"].(map[string]any); ok {
@@ -207,8 +211,13 @@ func subscriptionJSON(sub *broker.Subscription, st broker.DeliveryStatus, v subs
 			n["endpoint"] = e
 		}
 	}
-	n["timesSent"] = st.TimesSent
-	n["timesFailed"] = st.TimesFailed
+	// The counters show once they count something (clause 5.2.14: 0..1).
+	if st.TimesSent > 0 {
+		n["timesSent"] = st.TimesSent
+	}
+	if st.TimesFailed > 0 {
+		n["timesFailed"] = st.TimesFailed
+	}
 	// status is the outcome of the last attempt (clause 5.2.14): none
 	// before the first one.
 	if !st.LastNotification.IsZero() || st.TimesSent+st.TimesFailed > 0 {
@@ -335,7 +344,7 @@ func (h *Handler) listSubscriptions(w http.ResponseWriter, r *http.Request) erro
 	if count {
 		w.Header().Set("NGSILD-Results-Count", strconv.Itoa(len(subs)))
 	}
-	pagingLinks(w, r, broker.Query{Limit: limit, Offset: offset}, len(subs), v.media)
+	subscriptionPagingLinks(w, r, limit, offset, len(subs), v.media)
 	page := subs[min(offset, len(subs)):min(offset+limit, len(subs))]
 	out := make([]any, 0, len(page))
 	now := time.Now()
@@ -367,4 +376,35 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 		dls = []broker.DeadLetter{}
 	}
 	return writeJSON(w, http.StatusOK, dls)
+}
+
+// subscriptionPagingLinks sets the Link headers rel="prev" and rel="next"
+// of a page of subscriptions (clause 4.12), written as the ETSI suite
+// compares them: </ngsi-ld/v1/subscriptions?limit=1&offset=0>;rel="prev";type="...".
+func subscriptionPagingLinks(w http.ResponseWriter, r *http.Request, limit, offset, total int, media string) {
+	if limit <= 0 {
+		return
+	}
+	link := func(off int, rel string) {
+		params := queryParams(r)
+		params.Set("offset", strconv.Itoa(off))
+		params.Set("limit", strconv.Itoa(limit))
+		var sb strings.Builder
+		for _, k := range sortedKeys(params) {
+			for _, val := range params[k] {
+				if sb.Len() > 0 {
+					sb.WriteByte('&')
+				}
+				sb.WriteString(linkEscape(k) + "=" + linkEscape(val))
+			}
+		}
+		path := strings.TrimSuffix(r.URL.EscapedPath(), "/")
+		w.Header().Add("Link", fmt.Sprintf(`<%s?%s>;rel="%s";type="%s"`, path, sb.String(), rel, media))
+	}
+	if offset > 0 {
+		link(max(0, offset-limit), "prev")
+	}
+	if offset+limit < total {
+		link(offset+limit, "next")
+	}
 }

@@ -26,12 +26,14 @@ func TestSubscriptionCRUD(t *testing.T) {
 
 	got := s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1?options=sysAttrs")
 	n := got["notification"].(map[string]any)
-	// isActive shows only as sent; notification.status only once a
-	// notification was attempted (clause 5.2.14).
+	// isActive shows only as sent; notification.status and the counters
+	// only once a notification was attempted (clause 5.2.14);
+	// notificationTrigger shows its default.
 	_, hasActive := got["isActive"]
 	_, hasStatus := n["status"]
 	if got["type"] != "Subscription" || got["status"] != "active" || hasActive || hasStatus || got["q"] != "speed>10" ||
-		n["format"] != "keyValues" || n["timesSent"] != json.Number("0") || got["createdAt"] == nil {
+		n["format"] != "keyValues" || n["timesSent"] != nil || n["timesFailed"] != nil || got["createdAt"] == nil ||
+		canon(t, got["notificationTrigger"]) != `["attributeCreated","attributeUpdated"]` {
 		t.Fatalf("subscription answer: %v", got)
 	}
 	if ep := n["endpoint"].(map[string]any); ep["accept"] != "application/json" || ep["uri"] != "http://127.0.0.1:9/notify" {
@@ -75,6 +77,9 @@ func TestSubscriptionCRUD(t *testing.T) {
 			for _, l := range r.header.Values("Link") {
 				for rel, dst := range map[string]*string{`rel="prev"`: &prev, `rel="next"`: &next} {
 					if strings.Contains(l, rel) {
+						if !strings.Contains(l, `>;rel=`) || strings.Contains(l, "/subscriptions/?") {
+							t.Fatalf("Link %q: want <path?query>;rel=... without a space or trailing slash", l)
+						}
 						u := l[strings.Index(l, "<")+1 : strings.Index(l, ">")]
 						*dst = u[strings.Index(u, "?")+1:]
 					}
