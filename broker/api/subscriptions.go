@@ -186,6 +186,11 @@ func subscriptionJSON(sub *broker.Subscription, st broker.DeliveryStatus, v subs
 	}
 	out["id"] = sub.ID
 	out["type"] = "Subscription"
+	if v.media != mediaLD {
+		// As JSON, with the request's @context in the Link header; as
+		// JSON-LD the answer carries the @context the members were sent with.
+		recompactSubscription(out, sub.Terms(), names{v.ctx})
+	}
 	// isActive is shown as sent (default true): status tells whether the
 	// subscription is paused. notificationTrigger shows the defaults.
 	if _, ok := out["notificationTrigger"]; !ok && len(sub.Triggers) > 0 {
@@ -406,5 +411,79 @@ func subscriptionPagingLinks(w http.ResponseWriter, r *http.Request, limit, offs
 	}
 	if offset+limit < total {
 		link(offset+limit, "next")
+	}
+}
+
+// recompactSubscription writes the entity types and attribute names of a
+// subscription's members (as sent, with the terms of the @context it was
+// sent with) with the terms of the request's @context: without one, a
+// type the creator's @context defined shows as its IRI (clause 5.8.2).
+func recompactSubscription(out map[string]any, terms map[string]string, n names) {
+	term := func(v any) any {
+		str, ok := v.(string)
+		if !ok {
+			return v
+		}
+		var sb strings.Builder
+		start := 0
+		flush := func(end int) {
+			if tok := str[start:end]; tok != "" {
+				canon := tok
+				if c, ok := terms[tok]; ok {
+					canon = c
+				}
+				sb.WriteString(n.Term(canon))
+			}
+		}
+		for i := 0; i < len(str); i++ {
+			if strings.IndexByte(",;|()", str[i]) >= 0 {
+				flush(i)
+				sb.WriteByte(str[i])
+				start = i + 1
+			}
+		}
+		flush(len(str))
+		return sb.String()
+	}
+	list := func(v any) any {
+		l, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		o := make([]any, len(l))
+		for i, x := range l {
+			o[i] = term(x)
+		}
+		return o
+	}
+	if es, ok := out["entities"].([]any); ok {
+		o := make([]any, len(es))
+		for i, e := range es {
+			m, ok := e.(map[string]any)
+			if !ok || m["type"] == nil {
+				o[i] = e
+				continue
+			}
+			c := make(map[string]any, len(m))
+			for k, x := range m {
+				c[k] = x
+			}
+			c["type"] = term(m["type"])
+			o[i] = c
+		}
+		out["entities"] = o
+	}
+	if w, ok := out["watchedAttributes"]; ok {
+		out["watchedAttributes"] = list(w)
+	}
+	if nm, ok := out["notification"].(map[string]any); ok {
+		if a, ok := nm["attributes"]; ok {
+			c := make(map[string]any, len(nm))
+			for k, x := range nm {
+				c[k] = x
+			}
+			c["attributes"] = list(a)
+			out["notification"] = c
+		}
 	}
 }

@@ -242,3 +242,33 @@ func FuzzAPISubscriptionBody(f *testing.F) {
 		}
 	})
 }
+
+// TestSubscriptionTermsRecompacted: as application/json, a subscription's
+// types and attribute names are written with the request's @context: its
+// IRIs without one, the terms with the @context they were sent with.
+func TestSubscriptionTermsRecompacted(t *testing.T) {
+	base, _ := contextServer(t)
+	ctxURL := base + "/ctx.jsonld"
+	s := newServer(t, api.Options{})
+	mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"id":"urn:ngsi-ld:Subscription:rc","type":"Subscription",
+		"entities":[{"type":"Room"}],"watchedAttributes":["temperature"],"notification":{"attributes":["temperature"],
+		"endpoint":{"uri":"http://127.0.0.1:9/n"}}}`, "Link", linkHeader(ctxURL)), http.StatusCreated)
+	for _, c := range []struct {
+		name       string
+		hdr        []string
+		typ, watch string
+	}{
+		{"with the creator's context", []string{"Link", linkHeader(ctxURL)}, "Room", "temperature"},
+		{"core context only", nil, "https://example.org/ns#Room", "https://example.org/ns#temperature"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:rc", c.hdr...)
+			typ := got["entities"].([]any)[0].(map[string]any)["type"]
+			watch := got["watchedAttributes"].([]any)[0]
+			attr := got["notification"].(map[string]any)["attributes"].([]any)[0]
+			if typ != c.typ || watch != c.watch || attr != c.watch {
+				t.Fatalf("type %v, watchedAttributes %v, notification.attributes %v; want %s, %s", typ, watch, attr, c.typ, c.watch)
+			}
+		})
+	}
+}
