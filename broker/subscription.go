@@ -94,7 +94,14 @@ type NotificationParams struct {
 	ShowChanges bool
 	SysAttrs    bool
 	Endpoint    Endpoint
+	// Join is "flat" or "inline" to show the entities the notified ones'
+	// relationships name, JoinLevel hops deep (clause 4.5.23); "" for none.
+	Join      string
+	JoinLevel int
 }
+
+// MaxJoinLevel bounds notification.joinLevel.
+const MaxJoinLevel = 10
 
 // Endpoint is where notifications are delivered (clause 5.2.15).
 type Endpoint struct {
@@ -580,7 +587,6 @@ func parseNotificationParams(v any, names Names, o SubscriptionParseOptions) (No
 			// kept by the broker; ignored on input
 			"status", "timesSent", "timesFailed", "lastNotification", "lastFailure", "lastSuccess":
 		case "join", "joinLevel":
-			return np, &Error{Kind: ErrOperationNotSupported, Detail: fmt.Sprintf("subscription: notification.%s is not supported by this broker", k)}
 		default:
 			return np, subErr("notification", "unknown member %q", k)
 		}
@@ -633,6 +639,24 @@ func parseNotificationParams(v any, names Names, o SubscriptionParseOptions) (No
 	}
 	if np.Attributes != nil && (np.Pick != "" || np.Omit != "") {
 		return np, subErr("notification", "attributes cannot be combined with pick or omit")
+	}
+	if j, has := m["join"]; has {
+		switch j {
+		case "flat", "inline":
+			np.Join, np.JoinLevel = j.(string), 1
+		case "@none":
+		default:
+			return np, subErr("notification.join", "%s is not flat, inline or @none", describeJSON(j))
+		}
+	}
+	if jl, has := m["joinLevel"]; has {
+		n, ok := numberValue(jl)
+		if !ok || n != math.Trunc(n) || n < 1 || n > MaxJoinLevel {
+			return np, subErr("notification.joinLevel", "must be an integer from 1 to %d, got %s", MaxJoinLevel, describeJSON(jl))
+		}
+		if np.Join != "" {
+			np.JoinLevel = int(n)
+		}
 	}
 	if f, has := m["format"]; has {
 		switch f {

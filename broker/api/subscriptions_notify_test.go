@@ -314,3 +314,46 @@ func TestNotificationContextAndDatasets(t *testing.T) {
 		t.Fatalf("q: %v", e)
 	}
 }
+
+// TestNotificationJoin: notification.join shows the entities the notified
+// one's relationships name: flat after it in data (whole, whatever
+// notification.attributes keeps of the notified one), inline in the
+// relationship's "entity".
+func TestNotificationJoin(t *testing.T) {
+	s := notifyingServer(t, api.Options{})
+	ep := newEndpoints(t)
+	sub := func(path, notification string) {
+		t.Helper()
+		mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"type":"Subscription","entities":[{"type":"Room"}],
+			"notification":{`+notification+`"endpoint":{"uri":"`+ep.url+path+`"}}}`), http.StatusCreated)
+	}
+	sub("/flat", `"join":"flat","joinLevel":1,`)
+	sub("/flat-attrs", `"join":"flat","attributes":["inBuilding"],`)
+	sub("/inline", `"join":"inline",`)
+	sub("/inline-kv", `"join":"inline","format":"simplified",`)
+	checkProblem(t, s.do(t, "POST", "/ngsi-ld/v1/subscriptions", `{"type":"Subscription","entities":[{"type":"Room"}],
+		"notification":{"join":"sideways","endpoint":{"uri":"`+ep.url+`/x"}}}`), http.StatusBadRequest, "BadRequestData", "notification.join")
+	s.create(t, `{"id":"urn:ngsi-ld:Building:b","type":"Building","name":{"type":"Property","value":"Town hall"}}`)
+	s.create(t, `{"id":"urn:ngsi-ld:Room:j","type":"Room","n":{"type":"Property","value":1},
+		"inBuilding":{"type":"Relationship","object":"urn:ngsi-ld:Building:b"}}`)
+	data := func(path string) []any { return ep.wait(t, path).body["data"].([]any) }
+
+	d := data("/flat")
+	if len(d) != 2 || d[0].(map[string]any)["id"] != "urn:ngsi-ld:Room:j" || d[1].(map[string]any)["id"] != "urn:ngsi-ld:Building:b" ||
+		d[1].(map[string]any)["name"] == nil {
+		t.Fatalf("flat: %v", d)
+	}
+	d = data("/flat-attrs")
+	if len(d) != 2 || d[0].(map[string]any)["n"] != nil || d[1].(map[string]any)["name"] == nil {
+		t.Fatalf("flat with attributes: %v", d)
+	}
+	d = data("/inline")
+	rel := d[0].(map[string]any)["inBuilding"].(map[string]any)
+	if len(d) != 1 || rel["object"] != "urn:ngsi-ld:Building:b" || rel["entity"].(map[string]any)["name"] == nil {
+		t.Fatalf("inline: %v", d)
+	}
+	d = data("/inline-kv")
+	if b, ok := d[0].(map[string]any)["inBuilding"].(map[string]any); !ok || b["name"] != "Town hall" {
+		t.Fatalf("inline keyValues: %v", d)
+	}
+}

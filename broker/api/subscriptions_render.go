@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"strconv"
 
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
@@ -58,6 +59,10 @@ func notificationView(c *jsonld.Context, sub *broker.Subscription) (view, error)
 	if sub.Lang != "" {
 		q.Set("lang", sub.Lang)
 	}
+	if np.Join != "" {
+		q.Set("join", np.Join)
+		q.Set("joinLevel", strconv.Itoa(np.JoinLevel))
+	}
 	var err error
 	if v.proj, err = parseProjection(q, names{c}, v.attrs != nil); err != nil {
 		return v, &broker.Error{Kind: broker.ErrBadRequestData, Detail: "subscription: notification: " + broker.Detail(err)}
@@ -83,6 +88,16 @@ func (r renderer) RenderNotification(ctx context.Context, sub *broker.Subscripti
 		inner.media = mediaJSON // the @context is added below
 	}
 	ctxVal := notificationContextValue(sub, c)
+	var roots []*broker.Entity
+	if v.proj != nil && v.proj.join != "" {
+		for _, it := range n.Items {
+			if !it.Deleted {
+				roots = append(roots, sub.SelectDatasets(it.Entity))
+			}
+		}
+		v.linked = r.h.linkedFrom(ctx, sub.Tenant, roots, v.proj.joinLevel)
+		inner.linked = v.linked
+	}
 	for _, it := range n.Items {
 		var b []byte
 		cur, prev := sub.SelectDatasets(it.Entity), sub.SelectDatasets(it.Previous)
@@ -99,6 +114,22 @@ func (r renderer) RenderNotification(ctx context.Context, sub *broker.Subscripti
 			b = withContext(b, ctxVal)
 		}
 		ents = append(ents, b)
+	}
+	if v.proj != nil && v.proj.join == "flat" {
+		// The linked entities follow the notified ones, each once, whole
+		// (notification.attributes selects the notified entities' only).
+		lw := inner
+		lw.attrs = nil
+		for _, fi := range v.proj.flatten(roots, v.linked)[len(roots):] {
+			b := v.proj.render(lw, fi.e, fi.sel, fi.picked, 0)
+			if b == nil {
+				continue
+			}
+			if v.media == mediaLD {
+				b = withContext(b, ctxVal)
+			}
+			ents = append(ents, b)
+		}
 	}
 	var body []byte
 	ct, link := v.media, ""
@@ -186,4 +217,37 @@ func withContext(obj []byte, ctxVal any) []byte {
 	out = append(out, `"@context":`...)
 	out = append(out, cb...)
 	return append(out, '}')
+}
+
+// linkedFrom fetches the entities that the relationships of ents name, and
+// theirs, up to level hops (at most 1000; those that do not exist are left
+// out), for the join of a notification.
+func (h *Handler) linkedFrom(ctx context.Context, tenant string, ents []*broker.Entity, level int) map[string]*broker.Entity {
+	out := map[string]*broker.Entity{}
+	frontier := ents
+	const maxLinked = 1000
+	for l := 0; l < level && len(frontier) > 0 && len(out) < maxLinked; l++ {
+		var next []*broker.Entity
+		for _, e := range frontier {
+			for _, id := range linkedIDs(e) {
+				if _, done := out[id]; done || len(out) >= maxLinked {
+					continue
+				}
+				le, err := h.b.Get(ctx, tenant, id)
+				if err != nil {
+					out[id] = nil
+					continue
+				}
+				out[id] = le
+				next = append(next, le)
+			}
+		}
+		frontier = next
+	}
+	for id, e := range out {
+		if e == nil {
+			delete(out, id)
+		}
+	}
+	return out
 }
