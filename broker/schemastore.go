@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/piazza-city/piazza/schemas"
@@ -42,18 +43,38 @@ type schemaStore struct {
 // startSchemaStore opens (or creates) the bucket, applies every stored
 // model to reg before returning, and then follows the bucket until ctx ends.
 func startSchemaStore(ctx, run context.Context, js jetstream.JetStream, reg *schemas.Registry, replicas int, log *slog.Logger) (*schemaStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      SchemaBucket,
-		Description: "Piazza data models put or deleted through the API",
-		History:     8,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("broker: data model bucket: %w", translateNATS(err))
+	s := &schemaStore{reg: reg, log: log.With("component", "schemas")}
+	// On a NATS cluster that is still electing its leaders, JetStream
+	// requests time out for a while: retry until ctx ends or two minutes.
+	deadline := time.Now().Add(2 * time.Minute)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+			Bucket:      SchemaBucket,
+			Description: "Piazza data models put or deleted through the API",
+			History:     8,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
+		cancel()
+		if err == nil {
+			s.kv = kv
+			break
+		}
+		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("broker: data model bucket: %w", translateNATS(err))
+		}
+		s.log.Warn("data model bucket not available yet; retrying", "err", err, "retry_in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("broker: data model bucket: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
-	s := &schemaStore{reg: reg, kv: kv, log: log.With("component", "schemas")}
-	if s.w, err = kv.WatchAll(run); err != nil {
+	var err error
+	if s.w, err = s.kv.WatchAll(run); err != nil {
 		return nil, fmt.Errorf("broker: watching the data model bucket: %w", translateNATS(err))
 	}
 	// The stored models come first, then a nil entry marks the present.
