@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -532,7 +533,12 @@ func newNotificationID() string {
 
 // decodeNotified reads one queued entity.
 func decodeNotified(it notifItem) (NotifiedEntity, error) {
-	ne := NotifiedEntity{Trigger: it.Trigger, Deleted: it.Deleted}
+	ne := NotifiedEntity{Trigger: it.Trigger, Deleted: it.Deleted, DeletedAt: it.Commit}
+	for _, n := range it.Nulls {
+		if !slices.Contains(ne.Nulls, n.Name) {
+			ne.Nulls = append(ne.Nulls, n.Name)
+		}
+	}
 	if it.Deleted {
 		var t struct {
 			ID        string `json:"id"`
@@ -554,7 +560,9 @@ func decodeNotified(it notifItem) (NotifiedEntity, error) {
 			}
 		}
 		ne.Entity = e
-		ne.DeletedAt, _ = time.Parse(time.RFC3339Nano, t.DeletedAt)
+		if at, err := time.Parse(time.RFC3339Nano, t.DeletedAt); err == nil {
+			ne.DeletedAt = at
+		}
 		if len(it.Stamps) == 2 {
 			e.CreatedAt, e.ModifiedAt = it.Stamps[0], it.Stamps[1]
 		}

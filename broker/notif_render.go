@@ -25,9 +25,13 @@ type NotifiedEntity struct {
 	Entity *Entity
 	// Previous is the state before the change when known (showChanges).
 	Previous *Entity
-	// Deleted marks an entityDeleted notification; DeletedAt is when.
+	// Deleted marks an entityDeleted notification; DeletedAt is when the
+	// entity, or the attributes in Nulls, were deleted.
 	Deleted   bool
 	DeletedAt time.Time
+	// Nulls are the canonical names of the attributes Entity shows with an
+	// NGSI-LD Null instance (deleted by the change).
+	Nulls []string
 	// Trigger is the trigger that fired (entityCreated, attributeUpdated...;
 	// empty for a periodic notification).
 	Trigger string
@@ -81,10 +85,59 @@ func RenderNotifiedEntity(it NotifiedEntity, o RenderOptions, showChanges bool, 
 	if showChanges && it.Previous != nil && o.Format != Simplified {
 		out = AddPreviousValues(out, it.Entity, it.Previous, o.Names)
 	}
+	if o.SysAttrs && o.Format != Simplified {
+		out = AddDeletedAt(out, it.Nulls, o.Names, it.DeletedAt)
+	}
 	if it.Deleted {
 		out = AppendMember(out, "deletedAt", formatTime(it.DeletedAt))
 	}
 	return out
+}
+
+// AddDeletedAt adds "deletedAt": at to the NGSI-LD Null instances of the
+// named attributes in the rendered JSON of an entity (normalized or
+// concise, under sysAttrs).
+func AddDeletedAt(rendered []byte, nulls []string, names Names, at time.Time) []byte {
+	if len(nulls) == 0 || at.IsZero() {
+		return rendered
+	}
+	v, err := DecodeJSON(rendered)
+	m, ok := v.(map[string]any)
+	if err != nil || !ok {
+		return rendered
+	}
+	ts := formatTime(at)
+	mark := func(x any) {
+		am, ok := x.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range []string{"value", "object", "json", "vocab", "valueList", "objectList", "languageMap"} {
+			val := am[k]
+			if lm, ok := val.(map[string]any); ok && k == "languageMap" {
+				val = lm["@none"]
+			}
+			if val == NullURI {
+				am["deletedAt"] = ts
+				return
+			}
+		}
+	}
+	for _, n := range nulls {
+		switch x := m[names.Term(n)].(type) {
+		case []any:
+			for _, y := range x {
+				mark(y)
+			}
+		default:
+			mark(x)
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return rendered
+	}
+	return b
 }
 
 // AppendMember adds the member key: val to a rendered JSON object that does

@@ -501,20 +501,24 @@ type nullRef struct {
 	Modified  time.Time `json:"m,omitzero"`
 }
 
-// nullsOf lists the instances of the named attributes of e (every one with
-// names nil).
+// nullsOf names the attributes of e among names (every one with names
+// nil), deleted whole: one Null each, of the kind and times of its default
+// instance (else its first).
 func nullsOf(e *Entity, names []string) []nullRef {
 	if e == nil {
 		return nil
 	}
 	var out []nullRef
 	for _, n := range e.AttrNames() {
-		if names != nil && !slices.Contains(names, n) {
+		is := e.Attrs[n]
+		if names != nil && !slices.Contains(names, n) || len(is) == 0 {
 			continue
 		}
-		for _, a := range e.Attrs[n] {
-			out = append(out, nullRef{Name: n, DatasetID: a.DatasetID, Type: a.Type, Created: a.CreatedAt, Modified: a.ModifiedAt})
+		a := is.Instance("")
+		if a == nil {
+			a = is[0]
 		}
+		out = append(out, nullRef{Name: n, Type: a.Type, Created: a.CreatedAt, Modified: a.ModifiedAt})
 	}
 	return out
 }

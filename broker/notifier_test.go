@@ -834,6 +834,7 @@ func TestNotifyDeletions(t *testing.T) {
 	sub("inst", "urn:V:m", `"notificationTrigger":["attributeDeleted"],"watchedAttributes":["label"]`, ``)
 	sub("show", "urn:V:d", `"notificationTrigger":["entityDeleted"]`, `"showChanges":true,`)
 	sub("sys", "urn:V:d", `"notificationTrigger":["entityDeleted"]`, `"format":"keyValues","sysAttrs":true,`)
+	sub("attrsys", "urn:V:d", `"notificationTrigger":["attributeDeleted"],"watchedAttributes":["name"]`, `"sysAttrs":true,`)
 	write(t, func(ctx context.Context) (Outcome, error) {
 		return b.Create(ctx, "", vehicle(t, "urn:V:d", `,"name":{"type":"Property","value":"bus"},"speed":{"type":"Property","value":5}`))
 	})
@@ -846,6 +847,11 @@ func TestNotifyDeletions(t *testing.T) {
 		return b.DeleteAttr(ctx, "", "urn:V:m", "label", "urn:ngsi-ld:Dataset:fr", false)
 	})
 	write(t, func(ctx context.Context) (Outcome, error) { return b.Delete(ctx, "", "urn:V:d") })
+	write(t, func(ctx context.Context) (Outcome, error) {
+		return b.Append(ctx, "", "urn:V:m", mustParse(t, `{"label":{"type":"Property","value":"car","datasetId":"urn:ngsi-ld:Dataset:it"}}`,
+			ParseOptions{Fragment: true}), false)
+	})
+	write(t, func(ctx context.Context) (Outcome, error) { return b.DeleteAttr(ctx, "", "urn:V:m", "label", "", true) })
 	bySub := func() map[string][]map[string]any {
 		m := map[string][]map[string]any{}
 		for _, nt := range rec.notifications() {
@@ -856,7 +862,7 @@ func TestNotifyDeletions(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, 10*time.Second, "five notifications", func() bool { return len(rec.notifications()) >= 5 })
+	waitFor(t, 10*time.Second, "seven notifications", func() bool { return len(rec.notifications()) >= 7 })
 	got := bySub()
 	canon := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	checks := []struct {
@@ -869,6 +875,8 @@ func TestNotifyDeletions(t *testing.T) {
 		{"attr", 1, `{"speed":{"type":"Property","value":"urn:ngsi-ld:null"}}`, true},
 		{"inst", 0, `{"label":[{"type":"Property","value":"bus"},{"datasetId":"urn:ngsi-ld:Dataset:fr","type":"Property","value":"urn:ngsi-ld:null"}]}`, false},
 		{"show", 0, `{"speed":{"previousValue":5,"type":"Property","value":"urn:ngsi-ld:null"}}`, true},
+		// Every instance deleted (deleteAll): the attribute is deleted, one Null.
+		{"inst", 1, `{"label":{"type":"Property","value":"urn:ngsi-ld:null"}}`, false},
 	}
 	for _, c := range checks {
 		t.Run(c.sub+fmt.Sprint(c.i), func(t *testing.T) {
@@ -888,6 +896,17 @@ func TestNotifyDeletions(t *testing.T) {
 			}
 		})
 	}
+	t.Run("attrsys", func(t *testing.T) {
+		if len(got["attrsys"]) != 1 { // name was gone before the entity
+			t.Fatalf("%v", got["attrsys"])
+		}
+		for i, e := range got["attrsys"] {
+			name, _ := e["name"].(map[string]any)
+			if name == nil || name["value"] != NullURI || name["deletedAt"] == nil || name["createdAt"] == nil {
+				t.Fatalf("notification %d: a deleted attribute under sysAttrs: %v", i, e)
+			}
+		}
+	})
 	t.Run("sys", func(t *testing.T) {
 		if len(got["sys"]) != 1 {
 			t.Fatalf("%v", got["sys"])

@@ -105,6 +105,9 @@ func (r renderer) RenderNotification(ctx context.Context, sub *broker.Subscripti
 		if sub.Notification.ShowChanges && prev != nil && v.format != broker.Simplified && v.media != mediaGeoJSON {
 			b = broker.AddPreviousValues(b, cur, prev, nm)
 		}
+		if v.sysAttrs && v.format != broker.Simplified && v.media != mediaGeoJSON {
+			b = broker.AddDeletedAt(b, it.Nulls, nm, it.DeletedAt)
+		}
 		if it.Deleted {
 			b = broker.AppendMember(b, "deletedAt", it.DeletedAt.UTC().Format(broker.TimeFormat))
 		}
