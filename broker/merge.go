@@ -93,17 +93,16 @@ func appendState(cur, frag *Entity, noOverwrite bool, ts time.Time) (*Entity, []
 	return cur, nu
 }
 
-// updateState overwrites existing attributes only (PATCH .../attrs);
-// attributes the entity does not have are reported as not updated.
+// updateState updates attributes (PATCH .../attrs): an instance the
+// entity has (same name and datasetId) is overwritten, one it does not have
+// is appended, as the ETSI conformance suite expects of GS CIM 009 V1.9.1
+// clause 5.6.2 (011_01_03); an NGSI-LD Null deletes the instance it names,
+// and one that names nothing is reported as not updated.
 func updateState(cur, frag *Entity, ts time.Time) (*Entity, []NotUpdated) {
 	var nu []NotUpdated
 	addTypes(cur, frag.Types)
 	if frag.Scope != nil {
-		if cur.Scope == nil {
-			nu = append(nu, NotUpdated{Attr: "scope", Reason: "the entity has no scope"})
-		} else {
-			cur.Scope = frag.Scope
-		}
+		cur.Scope = frag.Scope
 	}
 	for _, name := range frag.AttrNames() {
 		for _, a := range frag.Attrs[name] {
@@ -115,10 +114,10 @@ func updateState(cur, frag *Entity, ts time.Time) (*Entity, []NotUpdated) {
 				}
 				continue
 			}
-			if old == nil {
-				reason := "the entity has no such attribute"
+			if old == nil && a.Delete {
+				reason := "the entity has no such attribute to delete"
 				if a.DatasetID != "" {
-					reason = "the entity has no instance of the attribute with this datasetId"
+					reason = "the entity has no instance of the attribute with this datasetId to delete"
 				}
 				nu = append(nu, NotUpdated{Attr: name, DatasetID: a.DatasetID, Reason: reason})
 				continue
