@@ -97,12 +97,17 @@ func appendState(cur, frag *Entity, noOverwrite bool, ts time.Time) (*Entity, []
 // entity has (same name and datasetId) is overwritten, one it does not have
 // is appended, as the ETSI conformance suite expects of GS CIM 009 V1.9.1
 // clause 5.6.2 (011_01_03); an NGSI-LD Null deletes the instance it names,
-// and one that names nothing is reported as not updated.
+// and one that names nothing is reported as not updated. A scope is
+// updated only if the entity has one (011_05_02).
 func updateState(cur, frag *Entity, ts time.Time) (*Entity, []NotUpdated) {
 	var nu []NotUpdated
 	addTypes(cur, frag.Types)
 	if frag.Scope != nil {
-		cur.Scope = frag.Scope
+		if cur.Scope == nil {
+			nu = append(nu, NotUpdated{Attr: "scope", Reason: "the entity has no scope"})
+		} else {
+			cur.Scope = frag.Scope
+		}
 	}
 	for _, name := range frag.AttrNames() {
 		for _, a := range frag.Attrs[name] {
