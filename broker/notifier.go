@@ -566,6 +566,9 @@ type matcher struct {
 	// version knownAt; one it learns of late is caught up (catchUp).
 	known   map[string]bool
 	knownAt uint64
+	// saving delivers the outcome of the checkpoint running in the
+	// background, if one is.
+	saving chan error
 }
 
 // logMsg is one message of a tenant's log.
@@ -701,14 +704,67 @@ func (mt *matcher) catchUp(ctx context.Context, upTo uint64) error {
 
 // checkpoint saves progress once every notification queued so far is
 // acknowledged: at once with force, else every 256 notifications or second.
+// An unforced checkpoint runs in the background, one at a time, so that the
+// matching of the next changes does not wait for the queue's acknowledgements
+// and the progress write (it did, which showed in the notification latency's
+// tail); its error, if any, stops the matcher at the next checkpoint, which
+// then starts again from the progress last saved.
 func (mt *matcher) checkpoint(ctx context.Context, force bool) error {
+	if mt.saving != nil {
+		if force || len(mt.pending) >= maxUnsavedAcks {
+			select {
+			case err := <-mt.saving:
+				mt.saving = nil
+				if err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		} else {
+			select {
+			case err := <-mt.saving:
+				mt.saving = nil
+				if err != nil {
+					return err
+				}
+			default:
+				return nil // the previous one is still at work
+			}
+		}
+	}
 	if mt.done == mt.saved {
 		return nil
 	}
 	if !force && len(mt.pending) < 256 && time.Since(mt.savedAt) < time.Second {
 		return nil
 	}
-	for _, f := range mt.pending {
+	pending, seq := mt.pending, mt.done
+	mt.pending = make([]jetstream.PubAckFuture, 0, cap(pending))
+	mt.saved, mt.savedAt = seq, time.Now()
+	if force {
+		return mt.save(ctx, pending, seq)
+	}
+	done := make(chan error, 1)
+	mt.saving = done
+	// Not cut short when the matcher stops: what was queued is saved as
+	// done, so that the next leader does not match it again.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	go func() {
+		defer cancel()
+		done <- mt.save(sctx, pending, seq)
+	}()
+	return nil
+}
+
+// maxUnsavedAcks bounds the notifications queued while a background
+// checkpoint runs: past it, the matcher waits for that checkpoint.
+const maxUnsavedAcks = 8192
+
+// save waits for the acknowledgements of pending, then records seq as the
+// tenant's progress.
+func (mt *matcher) save(ctx context.Context, pending []jetstream.PubAckFuture, seq uint64) error {
+	for _, f := range pending {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
@@ -717,11 +773,9 @@ func (mt *matcher) checkpoint(ctx context.Context, force bool) error {
 			return ctx.Err()
 		}
 	}
-	mt.pending = mt.pending[:0]
-	if _, err := mt.n.store.state.Put(ctx, progressKey(mt.tenant), []byte(strconv.FormatUint(mt.done, 10))); err != nil {
+	if _, err := mt.n.store.state.Put(ctx, progressKey(mt.tenant), []byte(strconv.FormatUint(seq, 10))); err != nil {
 		return fmt.Errorf("saving progress: %w", err)
 	}
-	mt.saved, mt.savedAt = mt.done, time.Now()
 	return nil
 }
 
