@@ -926,9 +926,10 @@ func HostAllowed(host string, allowed []string) bool {
 }
 
 // MergeSubscriptionPatch returns the members of a subscription after a
-// PATCH (clause 5.8.2): each member of the patch replaces the stored one,
-// null removes it, and notification and notification.endpoint merge member
-// by member. Neither argument is modified.
+// PATCH (clause 5.8.2): each member of the patch replaces the stored one
+// whole (a notification member too, so it must carry its endpoint: the
+// ETSI suite's 029_03_01), and null removes it. Neither argument is
+// modified.
 func MergeSubscriptionPatch(doc, patch map[string]any) map[string]any {
 	out := make(map[string]any, len(doc)+len(patch))
 	for k, v := range doc {
@@ -939,31 +940,6 @@ func MergeSubscriptionPatch(doc, patch map[string]any) map[string]any {
 		case k == "@context":
 		case v == nil:
 			delete(out, k)
-		case k == "notification":
-			out[k] = mergeObject(out[k], v, "endpoint")
-		default:
-			out[k] = v
-		}
-	}
-	return out
-}
-
-func mergeObject(old, patch any, nested string) any {
-	om, ok1 := old.(map[string]any)
-	pm, ok2 := patch.(map[string]any)
-	if !ok1 || !ok2 {
-		return patch
-	}
-	out := make(map[string]any, len(om)+len(pm))
-	for k, v := range om {
-		out[k] = v
-	}
-	for k, v := range pm {
-		switch {
-		case v == nil:
-			delete(out, k)
-		case k == nested:
-			out[k] = mergeObject(out[k], v, "")
 		default:
 			out[k] = v
 		}

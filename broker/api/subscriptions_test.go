@@ -92,9 +92,9 @@ func TestSubscriptionCRUD(t *testing.T) {
 	}
 	checkProblem(t, s.do(t, "GET", "/ngsi-ld/v1/subscriptions?limit=-1", ""), http.StatusBadRequest, "BadRequestData", "limit")
 
-	// PATCH merges members; null removes one; the result is validated.
+	// PATCH replaces members whole; null removes one; the result is validated.
 	mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1",
-		`{"isActive":false,"q":null,"notification":{"endpoint":{"uri":"http://127.0.0.1:9/other"}}}`), http.StatusNoContent)
+		`{"isActive":false,"q":null,"notification":{"format":"keyValues","endpoint":{"uri":"http://127.0.0.1:9/other"}}}`), http.StatusNoContent)
 	got = s.get(t, "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1")
 	n = got["notification"].(map[string]any)
 	if got["status"] != "paused" || got["q"] != nil || n["format"] != "keyValues" || n["endpoint"].(map[string]any)["uri"] != "http://127.0.0.1:9/other" {
@@ -102,6 +102,8 @@ func TestSubscriptionCRUD(t *testing.T) {
 	}
 	checkProblem(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", `{"throttling":-3}`),
 		http.StatusBadRequest, "BadRequestData", "throttling")
+	checkProblem(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1", `{"notification":{"format":"keyValues"}}`),
+		http.StatusBadRequest, "BadRequestData", "endpoint")
 	checkProblem(t, s.do(t, "PATCH", "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:nope", `{"isActive":true}`),
 		http.StatusNotFound, "ResourceNotFound", "urn:ngsi-ld:Subscription:nope")
 
