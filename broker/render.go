@@ -80,6 +80,26 @@ func AppendEntity(dst []byte, e *Entity, o RenderOptions) []byte {
 			dst = appendAttr(dst, is[0], o, false)
 			continue
 		}
+		if o.Format == Simplified {
+			// Several instances in keyValues: {"dataset": {datasetId or
+			// "@none": value}} (GS CIM 009 V1.9.1, the simplified form of a
+			// multi-attribute).
+			dst = append(dst, `{"dataset":{`...)
+			for i, a := range sortedInstances(is) {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				key := a.DatasetID
+				if key == "" {
+					key = "@none"
+				}
+				dst = appendString(dst, key)
+				dst = append(dst, ':')
+				dst = appendValue(dst, simpleValue(a, o.Names))
+			}
+			dst = append(dst, "}}"...)
+			continue
+		}
 		dst = append(dst, '[')
 		for i, a := range sortedInstances(is) {
 			if i > 0 {
@@ -162,14 +182,6 @@ func termsOf(v any, names Names) any {
 // instances of a multi-attribute.
 func appendAttr(dst []byte, a *Attribute, o RenderOptions, inArray bool) []byte {
 	if o.Format == Simplified {
-		if inArray && a.DatasetID != "" {
-			// Several instances in keyValues: keep which dataset each value is.
-			dst = append(dst, `{"datasetId":`...)
-			dst = appendString(dst, a.DatasetID)
-			dst = append(dst, `,"value":`...)
-			dst = appendValue(dst, simpleValue(a, o.Names))
-			return append(dst, '}')
-		}
 		return appendValue(dst, simpleValue(a, o.Names))
 	}
 	// An instance of a multi-attribute is never bare: a bare value in the

@@ -77,7 +77,7 @@ func TestAttributeKindsRoundTrip(t *testing.T) {
 			"temperature":21.5,
 			"location":{"type":"Point","coordinates":[10.79,45.16]},
 			"address":{"streetAddress":"Viale Te 13","addressLocality":"Mantova"},
-			"speed":[1,{"datasetId":"urn:ngsi-ld:Dataset:b","value":2}]}`},
+			"speed":{"dataset":{"@none":1,"urn:ngsi-ld:Dataset:b":2}}}`},
 		{"format=simplified", "?format=simplified&attrs=temperature,owners", `{"id":"urn:ngsi-ld:Building:b1","type":"Building",
 			"owners":["urn:ngsi-ld:Person:1","urn:ngsi-ld:Person:2"],"temperature":21.5}`},
 		{"attrs projection", "?attrs=category", `{"id":"urn:ngsi-ld:Building:b1","type":"Building","category":{"type":"VocabProperty","vocab":"office"}}`},
