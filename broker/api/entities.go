@@ -307,7 +307,7 @@ func (h *Handler) answerProjected(w http.ResponseWriter, r *http.Request, tenant
 	s, picked := v.proj.sel()
 	items := []flatItem{{e, s, picked}}
 	if v.proj.join != "" {
-		v.linked = h.linked(r, tenant, []*broker.Entity{e}, v.proj.joinLevel)
+		v.linked = h.linkedFrom(r.Context(), tenant, []*broker.Entity{e}, v.proj.joinLevel)
 		if v.proj.join == "flat" {
 			items = v.proj.flatten([]*broker.Entity{e}, v.linked)
 		}

@@ -206,7 +206,7 @@ func (h *Handler) answerQuery(w http.ResponseWriter, r *http.Request, tenant str
 			items = append(items, flatItem{e, s, picked})
 		}
 		if v.proj.join != "" {
-			v.linked = h.linked(r, tenant, res.Entities, v.proj.joinLevel)
+			v.linked = h.linkedFrom(r.Context(), tenant, res.Entities, v.proj.joinLevel)
 			if v.proj.join == "flat" {
 				items = v.proj.flatten(res.Entities, v.linked)
 			}
@@ -249,38 +249,6 @@ func (h *Handler) answerQuery(w http.ResponseWriter, r *http.Request, tenant str
 	}
 	_, _ = w.Write(buf)
 	return nil
-}
-
-// linked fetches the entities that the relationships of ents name, and
-// theirs, up to level hops. Entities that do not exist are left out.
-func (h *Handler) linked(r *http.Request, tenant string, ents []*broker.Entity, level int) map[string]*broker.Entity {
-	out := map[string]*broker.Entity{}
-	frontier := ents
-	const maxLinked = 1000
-	for l := 0; l < level && len(frontier) > 0 && len(out) < maxLinked; l++ {
-		var next []*broker.Entity
-		for _, e := range frontier {
-			for _, id := range linkedIDs(e) {
-				if _, done := out[id]; done || len(out) >= maxLinked {
-					continue
-				}
-				le, err := h.b.Get(r.Context(), tenant, id)
-				if err != nil {
-					out[id] = nil
-					continue
-				}
-				out[id] = le
-				next = append(next, le)
-			}
-		}
-		frontier = next
-	}
-	for id, e := range out {
-		if e == nil {
-			delete(out, id)
-		}
-	}
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -224,7 +224,7 @@ func withContext(obj []byte, ctxVal any) []byte {
 
 // linkedFrom fetches the entities that the relationships of ents name, and
 // theirs, up to level hops (at most 1000; those that do not exist are left
-// out), for the join of a notification.
+// out), for a join: of a query, a retrieval or a notification.
 func (h *Handler) linkedFrom(ctx context.Context, tenant string, ents []*broker.Entity, level int) map[string]*broker.Entity {
 	out := map[string]*broker.Entity{}
 	frontier := ents
