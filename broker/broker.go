@@ -503,10 +503,11 @@ func translateNATS(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrNoServers),
-		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionDraining),
-		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionDraining):
 		return fmt.Errorf("%w: %v", ErrNotConnected, err)
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
 }

@@ -31,6 +31,10 @@ var (
 	// ErrNotConnected means the broker lost its NATS connection or was
 	// closed; the write was not committed.
 	ErrNotConnected = errors.New("broker: not connected to NATS")
+	// ErrUnavailable means NATS JetStream did not answer, or not in time,
+	// though the broker is connected (a cluster electing a leader, a
+	// burst of writes): nothing was committed, and the client may retry.
+	ErrUnavailable = errors.New("broker: NATS JetStream unavailable; try again")
 	// ErrTooManyResults means a query matched more than the configured
 	// maximum and no limit was given.
 	ErrTooManyResults = errors.New("broker: too many results")

@@ -160,7 +160,7 @@ func outcomeIndex(o *Outcome) int {
 		return 0
 	case errors.Is(o.Err, ErrConflict):
 		return 3
-	case errors.Is(o.Err, ErrNotConnected), errors.Is(o.Err, ErrInternal):
+	case errors.Is(o.Err, ErrNotConnected), errors.Is(o.Err, ErrUnavailable), errors.Is(o.Err, ErrInternal):
 		return 4
 	case errors.Is(o.Err, ErrBadRequestData), errors.Is(o.Err, ErrInvalidRequest), errors.Is(o.Err, ErrNotFound),
 		errors.Is(o.Err, ErrAlreadyExists), errors.Is(o.Err, ErrNonexistentTenant), errors.Is(o.Err, ErrOperationNotSupported):

@@ -198,7 +198,7 @@ func (b *Broker) commit(reqCtx context.Context, t *tenant, chunk []*job) {
 	cancel()
 	if err != nil {
 		for _, j := range chunk {
-			j.out.Err = fmt.Errorf("%w: too many writes waiting; none of this was written: %v", ErrNotConnected, err)
+			j.out.Err = fmt.Errorf("%w: too many writes waiting; none of this was written: %v", ErrUnavailable, err)
 		}
 		return
 	}
@@ -229,7 +229,10 @@ func (b *Broker) commit(reqCtx context.Context, t *tenant, chunk []*job) {
 		}
 		f, err := b.js.PublishMsgAsync(m)
 		if err != nil {
-			j.out.Err = fmt.Errorf("%w: %v", ErrNotConnected, translateNATS(err))
+			if err = translateNATS(err); !errors.Is(err, ErrNotConnected) && !errors.Is(err, ErrUnavailable) {
+				err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			j.out.Err = err
 			continue
 		}
 		j.future = f
@@ -248,7 +251,7 @@ func (b *Broker) commit(reqCtx context.Context, t *tenant, chunk []*job) {
 				j.out.Err = err
 			}
 		case <-ctx.Done():
-			j.out.Err = fmt.Errorf("%w: no acknowledgement: %v", ErrNotConnected, ctx.Err())
+			j.out.Err = fmt.Errorf("%w: no acknowledgement: %v", ErrUnavailable, ctx.Err())
 		}
 		j.future = nil
 	}

@@ -60,7 +60,7 @@ func (h *Handler) registry() (*schemas.Registry, error) {
 func schemaError(err error) error {
 	kind := broker.ErrBadRequestData
 	switch {
-	case errors.Is(err, broker.ErrNotConnected), errors.Is(err, broker.ErrOperationNotSupported), errors.Is(err, context.Canceled):
+	case errors.Is(err, broker.ErrNotConnected), errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrOperationNotSupported), errors.Is(err, context.Canceled):
 		return err // not the schema's fault
 	case errors.Is(err, schemas.ErrModelNotFound):
 		kind = broker.ErrNotFound

@@ -57,6 +57,7 @@ var problemKinds = []problemKind{
 	{jsonld.ErrContextNotAvailable, http.StatusServiceUnavailable, TypeLdContextNotAvailable, "@context not available"},
 	{broker.ErrLdContextNotAvailable, http.StatusServiceUnavailable, TypeLdContextNotAvailable, "@context not available"},
 	{broker.ErrNotConnected, http.StatusServiceUnavailable, TypeInternalError, "Service unavailable"},
+	{broker.ErrUnavailable, http.StatusServiceUnavailable, TypeInternalError, "Service unavailable"},
 	{errUnsupportedMediaType, http.StatusUnsupportedMediaType, TypeInvalidRequest, "Unsupported media type"},
 	{errNotAcceptable, http.StatusNotAcceptable, TypeInvalidRequest, "Not acceptable"},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, TypeBadRequestData, "Request body too large"},

@@ -44,7 +44,7 @@ func TestProblemTable(t *testing.T) {
 	}
 	sentinels := []error{
 		broker.ErrBadRequestData, broker.ErrInvalidRequest, broker.ErrNotFound, broker.ErrAlreadyExists,
-		broker.ErrNonexistentTenant, broker.ErrConflict, broker.ErrLdContextNotAvailable, broker.ErrNotConnected,
+		broker.ErrNonexistentTenant, broker.ErrConflict, broker.ErrLdContextNotAvailable, broker.ErrNotConnected, broker.ErrUnavailable,
 		broker.ErrTooManyResults, broker.ErrOperationNotSupported,
 		jsonld.ErrContextNotAvailable, jsonld.ErrInvalidContext, jsonld.ErrInvalidLink,
 	}
