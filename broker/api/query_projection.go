@@ -41,6 +41,22 @@ func (s *memberSel) has(name string) bool {
 	return ok
 }
 
+// keepsMember reports whether a pick (picked) or omit selection keeps an
+// entity member such as id, type or scope; a nil selection keeps all.
+func (s *memberSel) keepsMember(name string, picked bool) bool {
+	return picked == s.has(name)
+}
+
+// keepsAttr reports whether a pick (picked) or omit selection keeps an
+// attribute: omit keeps one that is named with a nested selection for the
+// entities it links to ("locatedAt{name}").
+func (s *memberSel) keepsAttr(name string, picked bool) bool {
+	if picked {
+		return s.has(name)
+	}
+	return !s.has(name) || s.names[name] != nil
+}
+
 func (s *memberSel) depth() int {
 	if s == nil {
 		return 0
@@ -205,7 +221,7 @@ func (p *projection) entity(e *broker.Entity, sel *memberSel, picked bool) (*bro
 	c.Attrs = make(map[string]broker.Instances, len(e.Attrs))
 	var langs map[string]string
 	for name, is := range e.Attrs {
-		if picked && !sel.has(name) || !picked && sel != nil && sel.has(name) && sel.names[name] == nil {
+		if !sel.keepsAttr(name, picked) {
 			continue
 		}
 		var out broker.Instances
@@ -230,7 +246,7 @@ func (p *projection) entity(e *broker.Entity, sel *memberSel, picked bool) (*bro
 			c.Attrs[name] = out
 		}
 	}
-	if picked && !sel.has("scope") || !picked && sel != nil && sel.has("scope") {
+	if !sel.keepsMember("scope", picked) {
 		c.Scope = nil
 	}
 	return &c, langs
@@ -324,8 +340,7 @@ func (p *projection) render(v view, e *broker.Entity, sel *memberSel, picked boo
 	w := v
 	w.proj = nil
 	out := w.appendEntity(nil, te)
-	dropID := picked && !sel.has("id") || !picked && sel.has("id")
-	dropType := picked && !sel.has("type") || !picked && sel.has("type")
+	dropID, dropType := !sel.keepsMember("id", picked), !sel.keepsMember("type", picked)
 	inline := p.join == "inline" && level < p.joinLevel
 	if !dropID && !dropType && len(langs) == 0 && !inline {
 		return out
@@ -468,11 +483,11 @@ func (p *projection) flatten(roots []*broker.Entity, linked map[string]*broker.E
 		found := map[string]flatItem{}
 		for _, it := range level {
 			for _, name := range sortedKeys(it.e.Attrs) {
+				if !it.sel.keepsAttr(name, it.picked) {
+					continue
+				}
 				var sub *memberSel
 				if it.sel != nil {
-					if it.picked && !it.sel.has(name) || !it.picked && it.sel.has(name) && it.sel.names[name] == nil {
-						continue
-					}
 					sub = it.sel.names[name]
 				}
 				for _, a := range it.e.Attrs[name] {
