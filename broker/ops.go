@@ -135,7 +135,7 @@ func (b *Broker) run(reqCtx context.Context, t *tenant, jobs []*job) {
 	// Each step below (waiting for room, acknowledgements, the read model)
 	// has the write timeout of its own, counted from when it starts, so
 	// that a write queued behind a burst is not failed for the queue.
-	ctx, cancel := b.writeContext(reqCtx)
+	ctx, cancel := reqCtx, context.CancelFunc(func() {}) // each wave sets its own
 	defer func() { cancel() }()
 	var maxSeq uint64
 	remaining := jobs
