@@ -25,6 +25,17 @@ type server struct {
 
 func newServer(t testing.TB, o api.Options) *server {
 	t.Helper()
+	b := newBroker(t)
+	h := api.New(b, o)
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	return &server{url: hs.URL, b: b, h: h}
+}
+
+// newBroker starts an embedded nats-server (random port, JetStream in a
+// temporary directory) and a broker on it, stopped at the end of the test.
+func newBroker(t testing.TB) *broker.Broker {
+	t.Helper()
 	ns, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -40,10 +51,7 @@ func newServer(t testing.TB, o api.Options) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	h := api.New(b, o)
-	hs := httptest.NewServer(h)
-	t.Cleanup(hs.Close)
-	return &server{url: hs.URL, b: b, h: h}
+	return b
 }
 
 // response is a read response.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/api"
 )
@@ -67,21 +66,7 @@ func (e *endpoints) wait(t *testing.T, path string) notified {
 // notifyingServer is the API with a notifier that renders with it.
 func notifyingServer(t *testing.T, o api.Options) *server {
 	t.Helper()
-	ns, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect("", nats.InProcessServer(ns.Server()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := broker.New(context.Background(), broker.Options{Conn: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := newBroker(t)
 	o.Subscriptions = broker.NewSubscriptionStore(b, broker.SubscriptionStoreOptions{})
 	h := api.New(b, o)
 	n, err := broker.NewNotifier(b, broker.NotifierOptions{Store: o.Subscriptions, Renderer: h.NotificationRenderer(), LeaseTTL: time.Second})
