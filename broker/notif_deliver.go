@@ -226,7 +226,7 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 	defer n.dropQueueState(subRef(tenant, id), q)
 	var purged uint64
 	var purgedAt time.Time
-	purge := func(force bool) {
+	purge := func(ctx context.Context, force bool) {
 		// The queue keeps what is not yet acknowledged: drop the rest. A
 		// purge holds the stream while it checks every consumer (one per
 		// subscription), so a busy worker does it every purgeEvery, and an
@@ -241,6 +241,15 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 			purged, purgedAt = acked, time.Now()
 		}
 	}
+	// On the way out, what was delivered leaves the queue at once: the
+	// acknowledgements themselves are not awaited, and the next leader's
+	// fresh consumer starts after the queue's first message, so a
+	// notification delivered just before a stop is not sent again.
+	defer func() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		purge(pctx, true)
+	}()
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {
 		return err
@@ -276,12 +285,12 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 	}
 	var pending []held // held by throttling, or carried to the next notification
 	var lastSent time.Time
-	for {
+	for ctx.Err() == nil {
 		s := n.store.lookup(tenant, id)
 		if s == nil {
 			return nil
 		}
-		purge(false)
+		purge(ctx, false)
 		var window <-chan time.Time
 		var windowTimer *time.Timer
 		if len(pending) > 0 {
@@ -313,7 +322,7 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 		case <-window:
 		case <-purgeLater:
 			stopWindow()
-			purge(true)
+			purge(ctx, true)
 		case <-keepAlive:
 			stopWindow()
 			for _, h := range pending {
@@ -350,6 +359,7 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 			pending = append(pending, h)
 		}
 	}
+	return nil
 }
 
 // sendBatch delivers the pending messages with those of distinct entities
@@ -480,6 +490,9 @@ func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held, q *q
 	var ct, link string
 	var err error
 	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return // stopped: no new attempt; the next leader delivers it
+		}
 		if cur := n.store.lookup(s.Tenant, s.ID); cur == nil {
 			ack() // deleted meanwhile
 			return
@@ -499,7 +512,9 @@ func (n *Notifier) deliver(ctx context.Context, s *Subscription, hs []held, q *q
 		st.inflight = inflight
 		st.mu.Unlock()
 		if err == nil {
-			err = n.send(ctx, s, body, ct, link)
+			sctx, release := sendContext(ctx)
+			err = n.send(sctx, s, body, ct, link)
+			release()
 		}
 		at := time.Now().UTC()
 		st.mu.Lock()
@@ -651,6 +666,22 @@ func addNulls(e *Entity, nulls []nullRef, entityDeleted bool) {
 }
 
 // send makes one delivery attempt.
+// stopGrace is how long an attempt under way may go on once the notifier
+// stops: one that the endpoint answers meanwhile is acknowledged rather than
+// sent again by the next leader.
+const stopGrace = 2 * time.Second
+
+// sendContext is ctx for an attempt, ended stopGrace after ctx ends;
+// release frees it when the attempt is over.
+func sendContext(ctx context.Context) (sctx context.Context, release func()) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, cancel) })
+	return sctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 func (n *Notifier) send(ctx context.Context, s *Subscription, body []byte, ct, link string) error {
 	ep := s.Notification.Endpoint
 	if h := ep.URI.Hostname(); h != "" && !HostAllowed(h, n.opts.AllowedHosts) {

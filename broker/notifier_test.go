@@ -543,7 +543,8 @@ func TestNotifyRestart(t *testing.T) {
 	waitLeading(t, n3)
 	waitFor(t, 10*time.Second, "delivery after the endpoint came back", func() bool {
 		d, _ := n3.Store().Status(context.Background(), "", s.ID)
-		return d.LastSuccess.After(d.LastFailure) && d.TimesSent >= 3
+		es := rec.entities()
+		return d.LastSuccess.After(d.LastFailure) && d.TimesSent >= 3 && fmt.Sprint(es[len(es)-1]["n"]) == "2"
 	})
 	es := rec.entities()
 	if fmt.Sprint(es[len(es)-1]["n"]) != "2" {
