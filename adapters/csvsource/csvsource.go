@@ -26,9 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/piazza-city/piazza/adapters"
@@ -78,11 +76,7 @@ type Source struct {
 	sep  byte
 	enc  int
 	name string
-	in   io.Reader
-
-	mu   sync.Mutex
-	file *os.File
-	size int64
+	adapters.Input // the file or reader, with Size and Close
 }
 
 // New validates cfg and returns a source for the file cfg.Path. It opens
@@ -104,7 +98,7 @@ func FromReader(name string, r io.Reader, cfg Config) (*Source, error) {
 }
 
 func build(cfg Config, name string, r io.Reader) (*Source, error) {
-	s := &Source{cfg: cfg, name: name, in: r}
+	s := &Source{cfg: cfg, name: name, Input: adapters.Input{Path: cfg.Path, R: r, Kind: "csv"}}
 	switch strings.ToLower(cfg.Separator) {
 	case "", "auto":
 	case ",", ";", "|":
@@ -135,48 +129,9 @@ func build(cfg Config, name string, r io.Reader) (*Source, error) {
 	return s, nil
 }
 
-// Size returns the size of the file once Run has opened it (0 for readers).
-func (s *Source) Size() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.size
-}
-
-// Close closes the file Run opened, if any.
-func (s *Source) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.file == nil {
-		return nil
-	}
-	err := s.file.Close()
-	s.file = nil
-	return err
-}
-
-func (s *Source) open() (io.Reader, error) {
-	if s.in != nil {
-		return s.in, nil
-	}
-	if s.cfg.Path == "-" {
-		return os.Stdin, nil
-	}
-	f, err := os.Open(s.cfg.Path)
-	if err != nil {
-		return nil, fmt.Errorf("csv: %w", err)
-	}
-	s.mu.Lock()
-	s.file = f
-	if st, err := f.Stat(); err == nil {
-		s.size = st.Size()
-	}
-	s.mu.Unlock()
-	return f, nil
-}
-
 // Run reads the input and emits one record per data line.
 func (s *Source) Run(ctx context.Context, out adapters.Emitter) error {
-	in, err := s.open()
+	in, err := s.Open()
 	if err != nil {
 		return err
 	}

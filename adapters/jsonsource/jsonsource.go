@@ -29,9 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"sync"
 
 	"github.com/piazza-city/piazza/adapters"
 )
@@ -85,11 +83,7 @@ type Source struct {
 	cfg  Config
 	path []string
 	name string
-	in   io.Reader
-
-	mu   sync.Mutex
-	file *os.File
-	size int64
+	adapters.Input // the file or reader, with Size and Close
 }
 
 // New validates cfg and returns a source for cfg.Path; it opens nothing.
@@ -110,7 +104,7 @@ func FromReader(name string, r io.Reader, cfg Config) (*Source, error) {
 }
 
 func build(cfg Config, name string, r io.Reader) (*Source, error) {
-	s := &Source{cfg: cfg, name: name, in: r}
+	s := &Source{cfg: cfg, name: name, Input: adapters.Input{Path: cfg.Path, R: r, Kind: "json"}}
 	if cfg.Records != "" {
 		if cfg.Format != JSON {
 			return nil, fmt.Errorf("%w: records applies to kind json only", adapters.ErrInvalidConfig)
@@ -128,48 +122,9 @@ func build(cfg Config, name string, r io.Reader) (*Source, error) {
 	return s, nil
 }
 
-// Size returns the size of the file once Run has opened it.
-func (s *Source) Size() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.size
-}
-
-// Close closes the file Run opened, if any.
-func (s *Source) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.file == nil {
-		return nil
-	}
-	err := s.file.Close()
-	s.file = nil
-	return err
-}
-
-func (s *Source) open() (io.Reader, error) {
-	if s.in != nil {
-		return s.in, nil
-	}
-	if s.cfg.Path == "-" {
-		return os.Stdin, nil
-	}
-	f, err := os.Open(s.cfg.Path)
-	if err != nil {
-		return nil, fmt.Errorf("json: %w", err)
-	}
-	s.mu.Lock()
-	s.file = f
-	if st, err := f.Stat(); err == nil {
-		s.size = st.Size()
-	}
-	s.mu.Unlock()
-	return f, nil
-}
-
 // Run reads the input and emits one record per object.
 func (s *Source) Run(ctx context.Context, out adapters.Emitter) error {
-	in, err := s.open()
+	in, err := s.Open()
 	if err != nil {
 		return err
 	}
