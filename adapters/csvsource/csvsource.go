@@ -72,10 +72,10 @@ const (
 // Source reads one CSV input. It is used by one goroutine at a time; Close
 // may be called at any time and more than once.
 type Source struct {
-	cfg  Config
-	sep  byte
-	enc  int
-	name string
+	cfg            Config
+	sep            byte
+	enc            int
+	name           string
 	adapters.Input // the file or reader, with Size and Close
 }
 

@@ -80,9 +80,9 @@ type Config struct {
 // Source reads one JSON input. It is used by one goroutine at a time; Close
 // may be called at any time and more than once.
 type Source struct {
-	cfg  Config
-	path []string
-	name string
+	cfg            Config
+	path           []string
+	name           string
 	adapters.Input // the file or reader, with Size and Close
 }
 
