@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -176,6 +177,12 @@ func (e *Entity) Clone() *Entity {
 	return &c
 }
 
+// shallow returns a copy of e that shares its slices and its attribute map.
+func (e *Entity) shallow() *Entity {
+	c := *e
+	return &c
+}
+
 // clone returns a shallow copy of the attribute with its own Sub map.
 func (a *Attribute) clone() *Attribute {
 	c := *a
@@ -218,7 +225,30 @@ func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(TimeFormat)
+	t = t.UTC()
+	if t.Nanosecond()%int(time.Millisecond) != 0 {
+		return t.Format(TimeFormat)
+	}
+	// The broker's times have millisecond precision and come in runs (the
+	// attributes of a write share its time): recent ones are formatted once.
+	ms := t.UnixMilli()
+	slot := &timeStrings[uint64(ms)%uint64(len(timeStrings))]
+	if ts := slot.Load(); ts != nil && ts.ms == ms {
+		return ts.s
+	}
+	s := t.Format(TimeFormat)
+	slot.Store(&timeString{ms: ms, s: s})
+	return s
+}
+
+// timeStrings remember recently formatted system times, by millisecond: a
+// cache of a pure function, shared by every broker of the process and safe
+// for concurrent use.
+var timeStrings [128]atomic.Pointer[timeString]
+
+type timeString struct {
+	ms int64
+	s  string
 }
 
 // now is the broker's clock: UTC with millisecond precision, like the times it writes.

@@ -44,7 +44,8 @@ func replaceState(cur, next *Entity, ts time.Time) *Entity {
 	out.ID = cur.ID
 	out.CreatedAt, out.ModifiedAt = cur.CreatedAt, ts
 	if len(out.Types) == 0 {
-		out.Types = cur.Types
+		// A copy: cur may be a state shared with readers.
+		out.Types = append([]string(nil), cur.Types...)
 	}
 	for name, is := range out.Attrs {
 		old := cur.Attrs[name]
@@ -234,6 +235,12 @@ func unionScopes(a, b []string) []string {
 // sameContent reports whether two states hold the same data, system times aside.
 func sameContent(a, b *Entity) bool {
 	if len(a.Attrs) != len(b.Attrs) || len(a.Types) != len(b.Types) {
+		return false
+	}
+	switch compareStates(a, b) {
+	case same:
+		return true
+	case differ:
 		return false
 	}
 	bufs := compareBufs.Get().(*[2][]byte)

@@ -54,6 +54,9 @@ type job struct {
 	handed *handoffEntry
 	// kind is the operation asked for (metrics); op the one the step chose.
 	kind, op string
+	// keepsCur says that step does not modify the state it is given, so
+	// prepare hands it the shared state instead of a clone.
+	keepsCur bool
 }
 
 func (b *Broker) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -79,9 +82,10 @@ func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 func (j *job) prepare(t *tenant, cur *Entity, subjType string, seq uint64, v *Validator) *nats.Msg {
 	ts := now()
 	existed := cur != nil
-	// cur may be shared with readers: the step works on a clone of it.
+	// cur may be shared with readers: the step works on a clone of it,
+	// unless it only reads it.
 	before := cur
-	if existed {
+	if existed && !j.keepsCur {
 		cur = cur.Clone()
 	}
 	next, op, nu, err := j.step(cur, ts)
@@ -305,7 +309,8 @@ func (b *Broker) one(ctx context.Context, tenantName, kind string, create, del b
 	if err != nil {
 		return Outcome{}, err
 	}
-	j := &job{id: id, step: step, out: Outcome{ID: id}, del: del, kind: kind}
+	// Creates and deletes only look at the current state.
+	j := &job{id: id, step: step, out: Outcome{ID: id}, del: del, kind: kind, keepsCur: create || del}
 	// Writers of one entity in this process take turns, so that they do
 	// not race each other on the stream; other replicas still may.
 	l := &b.idLocks[stripe(id)]
@@ -517,7 +522,9 @@ type BatchOptions struct {
 }
 
 // Batch runs one operation on many entities and reports per entity. For
-// BatchDelete, only the ids of entities are used.
+// BatchDelete, only the ids of entities are used. Batch owns ents: the
+// states it commits may share their attributes with them, so the caller
+// must not modify them afterwards.
 func (b *Broker) Batch(ctx context.Context, tenantName string, kind BatchKind, ents []*Entity, o BatchOptions) ([]Outcome, error) {
 	t, err := b.tenant(ctx, tenantName, kind == BatchCreate || kind == BatchUpsert)
 	if err != nil {
@@ -538,7 +545,10 @@ func (b *Broker) Batch(ctx context.Context, tenantName string, kind BatchKind, e
 		case BatchDelete:
 			step = deleteStep
 		}
-		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: kind == BatchDelete, kind: batchOps[kind]}
+		// Creates, deletes and replacing upserts only look at the
+		// current state.
+		keeps := kind == BatchCreate || kind == BatchDelete || kind == BatchUpsert && !o.UpsertUpdate
+		jobs[i] = &job{id: e.ID, step: step, out: Outcome{ID: e.ID}, del: kind == BatchDelete, kind: batchOps[kind], keepsCur: keeps}
 	}
 	b.run(ctx, t, jobs)
 	out := make([]Outcome, len(jobs))
@@ -548,16 +558,20 @@ func (b *Broker) Batch(ctx context.Context, tenantName string, kind BatchKind, e
 	return out, nil
 }
 
+// upsertStep creates e or replaces the entity by it (with update, appends
+// e's attributes). Creating and replacing modify neither the attribute map
+// of e nor its instance lists (only the system times of its attributes), so
+// the next state shares them with e: Batch owns its entities.
 func upsertStep(e *Entity, update bool) stepFunc {
 	return func(cur *Entity, ts time.Time) (*Entity, string, []NotUpdated, error) {
 		if cur == nil {
-			return newState(e.Clone(), ts), OpCreate, nil, nil
+			return newState(e.shallow(), ts), OpCreate, nil, nil
 		}
 		if update {
 			next, _ := appendState(cur, e.Clone(), false, ts)
 			return next, OpUpdate, nil, nil
 		}
-		return replaceState(cur, e.Clone(), ts), OpReplace, nil, nil
+		return replaceState(cur, e.shallow(), ts), OpReplace, nil, nil
 	}
 }
 

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -41,8 +42,54 @@ func newRecord(id, subjType string, types []string, seq uint64, stored []byte) *
 // form (newRecord), taken from a decoded state (indexOf), or nil for a
 // record whose attributes are indexed later (backfill).
 func makeRecord(id, subjType string, types []string, seq uint64, stored []byte, ri *recIndex) *record {
-	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: s2.Encode(nil, stored), pending: ri}
+	return &record{id: id, subjType: subjType, types: types, seq: seq, packed: pack(stored), pending: ri}
 }
+
+// pack compresses a stored form into a slice of its exact size: the read
+// model keeps it, and s2.Encode's own buffer is sized for the worst case
+// (larger than the input, about three times the compressed size).
+func pack(stored []byte) []byte {
+	buf := packBufs.Get().(*[]byte)
+	if n := s2.MaxEncodedLen(len(stored)); cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	out := bytes.Clone(s2.Encode((*buf)[:cap(*buf)], stored))
+	if cap(*buf) <= maxPackBuf {
+		packBufs.Put(buf)
+	}
+	return out
+}
+
+// unpack decompresses a record's stored form into a scratch buffer, for
+// readers that do not keep it; release gives the buffer back.
+func unpack(packed []byte) (data []byte, release func(), err error) {
+	buf := packBufs.Get().(*[]byte)
+	n, err := s2.DecodedLen(packed)
+	if err != nil {
+		packBufs.Put(buf)
+		return nil, nil, err
+	}
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	data, err = s2.Decode((*buf)[:cap(*buf)], packed)
+	release = func() {
+		if cap(*buf) <= maxPackBuf {
+			packBufs.Put(buf)
+		}
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return data, release, nil
+}
+
+// packBufs are scratch buffers for pack and unpack; a buffer that grew
+// past maxPackBuf for a large entity is not kept.
+var packBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxPackBuf = 1 << 16
 
 // shared returns the record's state, from the cache when it is there. The
 // entity is shared: callers must not modify it.
@@ -59,10 +106,12 @@ func (rm *readModel) shared(r *record) (*Entity, error) {
 
 // entity decodes the record's state into a new Entity the caller owns.
 func (r *record) entity() (*Entity, error) {
-	data, err := s2.Decode(nil, r.packed)
+	data, release, err := unpack(r.packed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: read model record of %s: %v", ErrInternal, r.id, err)
 	}
+	defer release()
+	// The decoded entity keeps no part of data (DecodeJSON copies).
 	return decodeStored(data)
 }
 
