@@ -30,6 +30,9 @@ type view struct {
 	proj *projection
 	// linked are the entities a join may show, by id.
 	linked map[string]*broker.Entity
+	// params are the query parameters parseView read (nil when the request
+	// has none); shared, read only.
+	params url.Values
 }
 
 func badParam(format string, args ...any) error {
@@ -37,6 +40,9 @@ func badParam(format string, args ...any) error {
 }
 
 func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -53,7 +59,8 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 	if v.media, err = outputType(r, allowGeo); err != nil {
 		return v, err
 	}
-	q := queryParams(r)
+	q := readParams(r)
+	v.params = q
 	n := names{c}
 	keyValues, concise := false, false
 	for _, o := range splitList(q.Get("options")) {
@@ -161,9 +168,10 @@ func (v view) appendEntity(dst []byte, e *broker.Entity) []byte {
 }
 
 func (v view) header(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", v.media)
+	h := w.Header()
+	h["Content-Type"] = mediaHeader(v.media)
 	if v.media == mediaJSON {
-		w.Header().Set("Link", contextLink(v.ctx))
+		h["Link"] = linkHeader(v.ctx)
 	}
 }
 
@@ -268,10 +276,11 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	e, err := h.b.Get(r.Context(), tenant, id)
+	ev, err := h.b.GetView(r.Context(), tenant, id)
 	if err != nil {
 		return err
 	}
+	e := ev.Entity
 	if v.attrs != nil {
 		found := false
 		for a := range v.attrs {
@@ -279,10 +288,10 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 			found = found || ok
 		}
 		if !found {
-			return &broker.Error{Kind: broker.ErrNotFound, Entity: id, Detail: fmt.Sprintf("entity %s has none of the attributes %s", id, queryParams(r).Get("attrs"))}
+			return &broker.Error{Kind: broker.ErrNotFound, Entity: id, Detail: fmt.Sprintf("entity %s has none of the attributes %s", id, v.params.Get("attrs"))}
 		}
 	}
-	if ts := queryParams(r).Get("type"); ts != "" {
+	if ts := v.params.Get("type"); ts != "" {
 		ok := false
 		for _, t := range splitList(ts) {
 			ok = ok || e.HasType(names{c}.Canon(t))
@@ -294,9 +303,11 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 	if v.proj != nil {
 		return h.answerProjected(w, r, tenant, v, e)
 	}
+	body := ev.Render(v.key(), v.render)
 	v.header(w)
+	setContentLength(w, len(body))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(v.appendEntity(make([]byte, 0, 1024), e))
+	_, _ = w.Write(body)
 	return nil
 }
 

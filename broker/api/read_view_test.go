@@ -1,0 +1,320 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/piazza-city/piazza/broker/api"
+	"github.com/piazza-city/piazza/broker/internal/jsonld"
+)
+
+// readViewContext is a user @context served from testdata: it names
+// temperature "t" and humidity "h", so that a cached core-context view
+// would show under the wrong names.
+const readViewContext = "https://example.org/piazza-test/readview.jsonld"
+
+func readViewServer(t *testing.T) *server {
+	t.Helper()
+	loader := jsonld.NewLoader(jsonld.LoaderOptions{Offline: true, Files: map[string]string{readViewContext: "testdata/readview/context.jsonld"}})
+	return newServer(t, api.Options{Contexts: loader})
+}
+
+// readRep is one representation of GET /entities/{id}: its query, its
+// headers, and where it shows the temperature.
+type readRep struct {
+	name  string
+	query string
+	hdr   []string
+	// temp is the name the temperature goes by in this representation.
+	temp string
+	// geo: the attributes are under "properties" (GeoJSON Feature).
+	geo bool
+	// sys: each attribute shows modifiedAt.
+	sys bool
+	// only: the one attribute the representation holds (attrs=).
+	only string
+}
+
+var linkUser = []string{"Link", `<` + readViewContext + `>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"`}
+
+var readReps = []readRep{
+	{name: "normalized", temp: "temperature"},
+	{name: "normalized-query", query: "options=normalized", temp: "temperature"},
+	{name: "concise", query: "options=concise", temp: "temperature"},
+	{name: "format-concise", query: "format=concise", temp: "temperature"},
+	{name: "keyValues", query: "options=keyValues", temp: "temperature"},
+	{name: "simplified-sysAttrs", query: "format=simplified&options=sysAttrs", temp: "temperature"},
+	{name: "sysAttrs", query: "options=sysAttrs", temp: "temperature", sys: true},
+	{name: "concise-sysAttrs", query: "options=concise,sysAttrs", temp: "temperature", sys: true},
+	{name: "attrs", query: "attrs=temperature", temp: "temperature", only: "temperature"},
+	{name: "attrs-keyValues", query: "attrs=temperature&options=keyValues", temp: "temperature", only: "temperature"},
+	{name: "ld", hdr: []string{"Accept", "application/ld+json"}, temp: "temperature"},
+	{name: "ld-keyValues", query: "options=keyValues", hdr: []string{"Accept", "application/ld+json"}, temp: "temperature"},
+	{name: "geojson", hdr: []string{"Accept", "application/geo+json"}, temp: "temperature", geo: true},
+	{name: "geojson-keyValues", query: "options=keyValues", hdr: []string{"Accept", "application/geo+json"}, temp: "temperature", geo: true},
+	{name: "user-context", hdr: linkUser, temp: "t"},
+	{name: "user-context-keyValues", query: "options=keyValues", hdr: linkUser, temp: "t"},
+	{name: "user-context-attrs", query: "attrs=t", hdr: linkUser, temp: "t", only: "t"},
+	{name: "user-context-ld", hdr: append([]string{"Accept", "application/ld+json"}, linkUser...), temp: "t"},
+}
+
+// readTemp reads one representation of id and returns its temperature and,
+// with sysAttrs, the temperature's modifiedAt. It checks the names: only the
+// representation's own names appear.
+func (rep readRep) read(t *testing.T, s *server, tenant, id string) (temp float64, modified string) {
+	t.Helper()
+	path := "/ngsi-ld/v1/entities/" + url.PathEscape(id)
+	if rep.query != "" {
+		path += "?" + rep.query
+	}
+	hdr := append([]string{"NGSILD-Tenant", tenant}, rep.hdr...)
+	res := s.do(t, "GET", path, "", hdr...)
+	mustStatus(t, res, http.StatusOK)
+	m := res.object(t)
+	if rep.geo {
+		m, _ = m["properties"].(map[string]any)
+	}
+	other := map[string]string{"temperature": "t", "t": "temperature"}[rep.temp]
+	if _, ok := m[other]; ok {
+		t.Fatalf("%s: the temperature shows as %q, want %q: %s", rep.name, other, rep.temp, res.body)
+	}
+	if rep.only != "" {
+		for k := range m {
+			if k != rep.only && k != "id" && k != "type" && k != "@context" {
+				t.Fatalf("%s: attribute %q outside attrs=%s: %s", rep.name, k, rep.only, res.body)
+			}
+		}
+	}
+	v, ok := m[rep.temp]
+	if !ok {
+		t.Fatalf("%s: no %q in %s", rep.name, rep.temp, res.body)
+	}
+	if a, isAttr := v.(map[string]any); isAttr {
+		v = a["value"]
+		modified, _ = a["modifiedAt"].(string)
+	}
+	if rep.sys && modified == "" {
+		t.Fatalf("%s: no modifiedAt in %s", rep.name, res.body)
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("%s: temperature %v is not a number: %s", rep.name, v, res.body)
+	}
+	f, _ := n.Float64()
+	return f, modified
+}
+
+func sensor(id string, temp float64) string {
+	return fmt.Sprintf(`{"id":%q,"type":"Sensor","temperature":{"type":"Property","value":%v},"humidity":{"type":"Property","value":0.5},`+
+		`"location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[10.79,45.15]}}}`, id, temp)
+}
+
+// TestReadViewNeverStale writes, reads, writes and reads an entity in every
+// representation of GET /entities/{id}, through every kind of write, and
+// checks that each read shows the write before it: the cached
+// representations of a revision must never outlive it. Two tenants hold the
+// same id with other values, and every representation is read in both.
+func TestReadViewNeverStale(t *testing.T) {
+	s := readViewServer(t)
+	for i, rep := range readReps {
+		t.Run(rep.name, func(t *testing.T) {
+			id := fmt.Sprintf("urn:ngsi-ld:Sensor:readview-%d", i)
+			tenants := []string{"", "other"}
+			// offset keeps the tenants' values apart.
+			offset := map[string]float64{"": 0, "other": 1000}
+			check := func(step string, want float64) {
+				t.Helper()
+				for _, tn := range tenants {
+					// Twice: the first read may render, the second is served
+					// from what the first kept.
+					for range 2 {
+						if got, _ := rep.read(t, s, tn, id); got != want+offset[tn] {
+							t.Fatalf("tenant %q after %s: temperature %v, want %v", tn, step, got, want+offset[tn])
+						}
+					}
+				}
+			}
+			type write struct {
+				name string
+				do   func(tn string, v float64)
+			}
+			writes := []write{
+				{"PATCH attrs", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/entities/"+id+"/attrs", fmt.Sprintf(`{"temperature":{"type":"Property","value":%v}}`, v), "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"PATCH attr", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/entities/"+id+"/attrs/temperature", fmt.Sprintf(`{"type":"Property","value":%v}`, v), "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"merge", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/entities/"+id, fmt.Sprintf(`{"temperature":{"type":"Property","value":%v}}`, v), "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"replace", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "PUT", "/ngsi-ld/v1/entities/"+id, sensor(id, v), "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"append", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/entities/"+id+"/attrs", fmt.Sprintf(`{"temperature":{"type":"Property","value":%v}}`, v), "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"batch upsert", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/entityOperations/upsert", "["+sensor(id, v)+"]", "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"batch update", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/entityOperations/update", fmt.Sprintf(`[{"id":%q,"type":"Sensor","temperature":{"type":"Property","value":%v}}]`, id, v), "NGSILD-Tenant", tn), http.StatusNoContent)
+				}},
+				{"delete and create", func(tn string, v float64) {
+					mustStatus(t, s.do(t, "DELETE", "/ngsi-ld/v1/entities/"+id, "", "NGSILD-Tenant", tn), http.StatusNoContent)
+					path := "/ngsi-ld/v1/entities/" + id + "?" + rep.query
+					mustStatus(t, s.do(t, "GET", path, "", append([]string{"NGSILD-Tenant", tn}, rep.hdr...)...), http.StatusNotFound)
+					mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/entities", sensor(id, v), "NGSILD-Tenant", tn), http.StatusCreated)
+				}},
+			}
+			for _, tn := range tenants {
+				mustStatus(t, s.do(t, "POST", "/ngsi-ld/v1/entities", sensor(id, 1+offset[tn]), "NGSILD-Tenant", tn), http.StatusCreated)
+			}
+			check("create", 1)
+			lastMod := ""
+			for j, w := range writes {
+				v := float64(10 + j)
+				for _, tn := range tenants {
+					w.do(tn, v+offset[tn])
+				}
+				check(w.name, v)
+				if rep.sys {
+					// The system times of the new revision, not the old ones.
+					_, mod := rep.read(t, s, "", id)
+					if mod <= lastMod && w.name != "delete and create" {
+						t.Fatalf("after %s: modifiedAt %s, not after %s", w.name, mod, lastMod)
+					}
+					lastMod = mod
+				}
+			}
+		})
+	}
+}
+
+// TestReadViewConcurrent reads an entity in several representations while
+// one writer raises its temperature: no reader may see the temperature go
+// down (an older revision served after a newer one), and the writer reads
+// its own writes. Under -race it also checks the cache's sharing.
+func TestReadViewConcurrent(t *testing.T) {
+	s := readViewServer(t)
+	const id = "urn:ngsi-ld:Sensor:readview-concurrent"
+	s.create(t, sensor(id, 0))
+	const writes = 60
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for _, rep := range []readRep{readReps[0], readReps[4], readReps[6], readReps[14]} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := -1.0
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				path := "/ngsi-ld/v1/entities/" + id + "?" + rep.query
+				req, _ := http.NewRequest("GET", s.url+path, nil)
+				for i := 0; i+1 < len(rep.hdr); i += 2 {
+					req.Header.Set(rep.hdr[i], rep.hdr[i+1])
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var m map[string]any
+				dec := json.NewDecoder(res.Body)
+				dec.UseNumber()
+				err = dec.Decode(&m)
+				res.Body.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+				v := m[rep.temp]
+				if a, ok := v.(map[string]any); ok {
+					v = a["value"]
+				}
+				n, _ := v.(json.Number)
+				f, err := n.Float64()
+				if err != nil {
+					errs <- fmt.Errorf("%s: temperature %v", rep.name, m[rep.temp])
+					return
+				}
+				if f < last {
+					errs <- fmt.Errorf("%s: temperature went from %v back to %v", rep.name, last, f)
+					return
+				}
+				last = f
+			}
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 1; i <= writes && time.Now().Before(deadline); i++ {
+		mustStatus(t, s.do(t, "PATCH", "/ngsi-ld/v1/entities/"+id+"/attrs", fmt.Sprintf(`{"temperature":{"type":"Property","value":%d}}`, i)), http.StatusNoContent)
+		for _, rep := range readReps[:8] {
+			if got, _ := rep.read(t, s, "", id); got != float64(i) {
+				t.Fatalf("%s: read %v after writing %d", rep.name, got, i)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestReadViewHeaders checks the headers of the cached path: the media type,
+// the Link of the context (core or the user's), and a Content-Length for a
+// body too large for net/http to measure itself.
+func TestReadViewHeaders(t *testing.T) {
+	s := readViewServer(t)
+	const id = "urn:ngsi-ld:Sensor:readview-headers"
+	var big strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&big, `,"attribute%02d":{"type":"Property","value":"some text to make the entity larger than two kilobytes"}`, i)
+	}
+	s.create(t, `{"id":"`+id+`","type":"Sensor","temperature":{"type":"Property","value":1}`+big.String()+`}`)
+	coreLink := `<` + jsonld.CoreContextURL + `>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"`
+	cases := []struct {
+		name     string
+		hdr      []string
+		ct, link string
+	}{
+		{"json", nil, "application/json", coreLink},
+		{"ld", []string{"Accept", "application/ld+json"}, "application/ld+json", ""},
+		{"geo", []string{"Accept", "application/geo+json"}, "application/geo+json", ""},
+		{"user-context", linkUser, "application/json", linkUser[1]},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for range 2 {
+				res := s.do(t, "GET", "/ngsi-ld/v1/entities/"+id, "", c.hdr...)
+				mustStatus(t, res, http.StatusOK)
+				if got := res.header.Get("Content-Type"); got != c.ct {
+					t.Errorf("Content-Type %q, want %q", got, c.ct)
+				}
+				if got := res.header.Get("Link"); got != c.link {
+					t.Errorf("Link %q, want %q", got, c.link)
+				}
+				if got, want := res.header.Get("Content-Length"), fmt.Sprint(len(res.body)); got != want {
+					t.Errorf("Content-Length %q, body of %s bytes", got, want)
+				}
+				if len(res.body) <= 2048 {
+					t.Fatalf("body of %d bytes: the test needs one over 2048", len(res.body))
+				}
+				res.object(t)
+			}
+		})
+	}
+}
