@@ -122,10 +122,23 @@ func (h *Handler) parseView(r *http.Request, c *jsonld.Context, allowGeo bool) (
 		}
 		v.geoProp = n.Canon(g)
 	}
-	if v.proj, err = parseProjection(q, n, v.attrs != nil); err != nil {
-		return v, err
+	if hasProjection(q) {
+		if v.proj, err = parseProjection(q, n, v.attrs != nil); err != nil {
+			return v, err
+		}
 	}
 	return v, nil
+}
+
+// hasProjection reports whether q holds a parameter that parseProjection
+// reads: without one it has nothing to parse or refuse.
+func hasProjection(q url.Values) bool {
+	for _, k := range [...]string{"pick", "omit", "datasetId", "lang", "join", "joinLevel"} {
+		if _, ok := q[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (v view) renderOptions() broker.RenderOptions {

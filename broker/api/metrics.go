@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -43,10 +43,11 @@ type httpMetrics struct {
 
 	// series caches the label lookups of the request path by what chi
 	// leaves in the request (its route patterns), the method and the
-	// code: one map lookup per request. The set is small (routes ×
-	// methods × codes) and fixed once warm.
-	mu     sync.RWMutex
-	series map[seriesKey]*series
+	// code: one map lookup per request, without a lock. The set is small
+	// (routes × methods × codes) and fixed once warm, so a new series
+	// copies the map (under mu) and readers load the current one.
+	mu     sync.Mutex
+	series atomic.Pointer[map[seriesKey]*series]
 }
 
 // seriesKey holds chi's first and last route patterns (a request routed
@@ -85,8 +86,8 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help:    "Time to answer an HTTP request of the NGSI-LD API, by route pattern and method.",
 			Buckets: durationBuckets,
 		}, []string{"route", "method"}),
-		series: map[seriesKey]*series{},
 	}
+	m.series.Store(&map[seriesKey]*series{})
 	for _, c := range []prometheus.Collector{m.requests, m.errors, m.inFlight, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("api: registering metrics: %w", err)
@@ -102,47 +103,6 @@ func MetricNames() []string {
 	return r.Names()
 }
 
-// metricsWriter remembers the status of a response and the ProblemDetails
-// type it carried (noteProblem).
-type metricsWriter struct {
-	http.ResponseWriter
-	status  int
-	problem string
-}
-
-func (w *metricsWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *metricsWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *metricsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// noteProblem records the ProblemDetails type of err on the response for
-// the metrics middleware, if w wraps one of its writers.
-func noteProblem(w http.ResponseWriter, err error) {
-	for {
-		switch x := w.(type) {
-		case *metricsWriter:
-			t := problemOf(err).Type
-			x.problem = t[strings.LastIndexByte(t, '/')+1:]
-			return
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = x.Unwrap()
-		default:
-			return
-		}
-	}
-}
-
 // instrument is the middleware that counts and times every request.
 func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 	if m == nil {
@@ -152,7 +112,7 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 		start := time.Now()
 		m.inFlight.Inc()
 		defer m.inFlight.Dec()
-		mw := &metricsWriter{ResponseWriter: w}
+		mw := responseState(w)
 		next.ServeHTTP(mw, r)
 		code := mw.status
 		if code == 0 {
@@ -179,10 +139,7 @@ func (m *httpMetrics) get(rc *chi.Context, method string, code int) *series {
 			k.p0, k.p1 = rc.RoutePatterns[0], rc.RoutePatterns[n-1]
 		}
 	}
-	m.mu.RLock()
-	s := m.series[k]
-	m.mu.RUnlock()
-	if s != nil {
+	if s := (*m.series.Load())[k]; s != nil {
 		return s
 	}
 	route := unmatchedRoute
@@ -193,14 +150,21 @@ func (m *httpMetrics) get(rc *chi.Context, method string, code int) *series {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s = m.series[k]; s == nil {
-		s = &series{
-			route:    route,
-			requests: m.requests.WithLabelValues(route, k.method, strconv.Itoa(code)),
-			duration: m.duration.WithLabelValues(route, k.method),
-		}
-		m.series[k] = s
+	cur := *m.series.Load()
+	if s := cur[k]; s != nil {
+		return s
 	}
+	s := &series{
+		route:    route,
+		requests: m.requests.WithLabelValues(route, k.method, strconv.Itoa(code)),
+		duration: m.duration.WithLabelValues(route, k.method),
+	}
+	next := make(map[seriesKey]*series, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[k] = s
+	m.series.Store(&next)
 	return s
 }
 

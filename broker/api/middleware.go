@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -21,11 +22,18 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// statusWriter remembers the status and size of a response.
+// statusWriter remembers what the middleware report of a response: its
+// status, its size and the ProblemDetails type it carried (noteProblem).
+// The metrics and the request log share one per request: the outer of the
+// two makes it, the inner one finds it.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	bytes  int
+	status  int
+	bytes   int
+	problem string
+	// idValue holds the X-Request-Id header value, so that setting it
+	// allocates no slice.
+	idValue [1]string
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -46,6 +54,44 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// responseState returns the statusWriter w is, or a new one around w.
+func responseState(w http.ResponseWriter) *statusWriter {
+	if sw, ok := w.(*statusWriter); ok {
+		return sw
+	}
+	return &statusWriter{ResponseWriter: w}
+}
+
+// noteProblem records the ProblemDetails type of err on the response for
+// the metrics middleware, on each statusWriter that w wraps.
+func noteProblem(w http.ResponseWriter, err error) {
+	problem := ""
+	for {
+		switch x := w.(type) {
+		case *statusWriter:
+			if problem == "" {
+				t := problemOf(err).Type
+				problem = t[strings.LastIndexByte(t, '/')+1:]
+			}
+			x.problem = problem
+			w = x.ResponseWriter
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return
+		}
+	}
+}
+
+// newRequestID returns 16 random hex digits.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	var x [16]byte
+	hex.Encode(x[:], b[:])
+	return string(x[:])
+}
+
 // requestLog gives every request an id (the client's X-Request-Id if it sent
 // a sane one), echoes it, and logs one line per request: at Info with the
 // access log on, at Debug otherwise, and always at Warn for 5xx answers.
@@ -54,12 +100,11 @@ func (h *Handler) requestLog(next http.Handler) http.Handler {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
 		if id == "" || len(id) > 64 {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = newRequestID()
 		}
-		w.Header().Set("X-Request-Id", id)
-		sw := &statusWriter{ResponseWriter: w}
+		sw := responseState(w)
+		sw.idValue[0] = id
+		w.Header()["X-Request-Id"] = sw.idValue[:]
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
 		next.ServeHTTP(sw, r)
 		level := slog.LevelDebug
