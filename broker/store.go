@@ -82,6 +82,9 @@ func (b *Broker) latest(ctx context.Context, t *tenant, id string) (*Entity, str
 
 // decodeStored reads the broker's stored form.
 func decodeStored(data []byte) (*Entity, error) {
+	if e, ok := ParseEntityBytes(data, ParseOptions{stored: true}); ok {
+		return e, nil
+	}
 	v, err := DecodeJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored entity: %v", ErrInternal, err)

@@ -304,6 +304,26 @@ func (d *decoder) literal(lit string) *SyntaxError {
 
 // number scans a number at d.pos and returns it as a json.Number.
 func (d *decoder) number() (any, *SyntaxError) {
+	b, err := d.scanNumber()
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxCached {
+		return json.Number(b), nil
+	}
+	e := &d.cache[hash(b)]
+	if e.s != string(b) {
+		e.s, e.str, e.num = string(b), nil, nil
+	}
+	if e.num == nil {
+		e.num = json.Number(e.s)
+	}
+	return e.num, nil
+}
+
+// scanNumber checks the number at d.pos against JSON's grammar, leaves d.pos
+// after it and returns its text (a slice of the input).
+func (d *decoder) scanNumber() ([]byte, *SyntaxError) {
 	data := d.data
 	start := d.pos
 	i := start
@@ -352,18 +372,7 @@ func (d *decoder) number() (any, *SyntaxError) {
 		}
 	}
 	d.pos = i
-	b := data[start:i]
-	if len(b) > maxCached {
-		return json.Number(b), nil
-	}
-	e := &d.cache[hash(b)]
-	if e.s != string(b) {
-		e.s, e.str, e.num = string(b), nil, nil
-	}
-	if e.num == nil {
-		e.num = json.Number(e.s)
-	}
-	return e.num, nil
+	return data[start:i], nil
 }
 
 // stringValue scans a string at d.pos and returns it as a string value.

@@ -1,0 +1,250 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/piazza-city/piazza/broker/internal/fastjson"
+)
+
+// The write path reads every entity twice: the request's, and the stored
+// state it replaces (unless the read model's cache holds it). Both are
+// nearly always normalized entities whose attributes are single objects
+// with a type, a value and a few plain members. ParseEntityBytes reads that
+// shape straight from the JSON text, without a map per object and the
+// lookups into it; anything else it leaves to DecodeJSON and ParseEntity,
+// which also explain what is wrong with an input.
+
+// ParseEntityBytes reads a whole entity in the normalized representation
+// from its JSON text, giving exactly what ParseEntity gives for the decoded
+// text, when the entity has the common shape: an id, one type, and
+// attributes that are each one object with a "type" member and no
+// sub-attributes, objectType or scope. It returns ok false for any other
+// input (valid or not) and for options other than Names: the caller then
+// decodes the text with DecodeJSON and calls ParseEntity. The entity keeps
+// no part of data. It is safe for concurrent use.
+func ParseEntityBytes(data []byte, o ParseOptions) (e *Entity, ok bool) {
+	if o.KeyValues || o.Fragment || o.AllowNull || o.attrPatch {
+		return nil, false
+	}
+	if o.Names == nil {
+		o.Names = CanonicalNames
+	}
+	var it fastjson.Iter
+	it.Reset(data)
+	defer it.Release()
+	e, ok = parseEntityIter(&it, o)
+	if !ok || !it.Done() {
+		return nil, false
+	}
+	return e, true
+}
+
+// Members seen, to refuse duplicates (Decode keeps the last of duplicate
+// members; the general path handles them).
+const (
+	seenID = 1 << iota
+	seenType
+	seenCreated
+	seenModified
+)
+
+func parseEntityIter(it *fastjson.Iter, o ParseOptions) (*Entity, bool) {
+	if !it.Object() {
+		return nil, false
+	}
+	e := &Entity{Attrs: make(map[string]Instances, 16)}
+	seen := 0
+	once := func(bit int) bool {
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	}
+	for {
+		k, more, ok := it.Member()
+		if !ok {
+			return nil, false
+		}
+		if !more {
+			break
+		}
+		switch k {
+		case "id":
+			s, ok := it.String()
+			if !ok || !once(seenID) || !ValidURI(s) {
+				return nil, false
+			}
+			e.ID = s
+		case "type":
+			s, ok := it.String()
+			if !ok || !once(seenType) {
+				return nil, false
+			}
+			types, err := parseTypes(s, o.Names)
+			if err != nil {
+				return nil, false
+			}
+			e.Types = types
+		case "createdAt", "modifiedAt":
+			// Read in the stored form, ignored in a request's.
+			bit := seenCreated
+			if k == "modifiedAt" {
+				bit = seenModified
+			}
+			v, ok := it.Value()
+			if !ok || !o.stored || !once(bit) {
+				return nil, false
+			}
+			if bit == seenCreated {
+				e.CreatedAt = parseSysTime(v)
+			} else {
+				e.ModifiedAt = parseSysTime(v)
+			}
+		default:
+			if entityMembers[k] || !validName(k) {
+				return nil, false
+			}
+			name, err := canonName(o.Names, k, entityMembers)
+			if err != nil {
+				return nil, false
+			}
+			if _, dup := e.Attrs[name]; dup {
+				return nil, false
+			}
+			a, ok := parseAttrIter(it, name, o)
+			if !ok {
+				return nil, false
+			}
+			e.Attrs[name] = Instances{a}
+		}
+	}
+	if seen&(seenID|seenType) != seenID|seenType {
+		return nil, false
+	}
+	return e, true
+}
+
+// valueMembers are the members that hold a value, by their index in
+// attrIter.vals.
+var valueMembers = [...]string{"value", "object", "languageMap", "vocab", "valueList", "objectList", "json"}
+
+func valueMemberIndex(k string) int {
+	for i, m := range valueMembers {
+		if m == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// parseAttrIter reads an attribute that is one object with a "type", as
+// parseAttr would (without sub-attributes or objectType).
+func parseAttrIter(it *fastjson.Iter, name string, o ParseOptions) (*Attribute, bool) {
+	if !it.Object() {
+		return nil, false
+	}
+	var (
+		vals                               [len(valueMembers)]any
+		typ, observedAt, unitCode, dataset string
+		created, modified                  any
+		seen                               uint32
+	)
+	const (
+		bitType = 1 << (len(valueMembers) + iota)
+		bitObserved
+		bitUnit
+		bitDataset
+		bitCreated
+		bitModified
+	)
+	for {
+		k, more, ok := it.Member()
+		if !ok {
+			return nil, false
+		}
+		if !more {
+			break
+		}
+		var bit uint32
+		switch k {
+		case "type":
+			bit = bitType
+			typ, ok = it.String()
+		case "observedAt":
+			bit = bitObserved
+			observedAt, ok = it.String()
+		case "unitCode":
+			bit = bitUnit
+			unitCode, ok = it.String()
+		case "datasetId":
+			bit = bitDataset
+			dataset, ok = it.String()
+		case "createdAt", "modifiedAt":
+			if !o.stored {
+				return nil, false
+			}
+			if k == "createdAt" {
+				bit = bitCreated
+				created, ok = it.Value()
+			} else {
+				bit = bitModified
+				modified, ok = it.Value()
+			}
+		default:
+			i := valueMemberIndex(k)
+			if i < 0 {
+				// Sub-attributes, objectType and the rarer members.
+				return nil, false
+			}
+			bit = 1 << i
+			vals[i], ok = it.Value()
+		}
+		if !ok || seen&bit != 0 {
+			return nil, false
+		}
+		seen |= bit
+	}
+	if seen&bitType == 0 {
+		return nil, false
+	}
+	a := &Attribute{Type: attrTypeByName(typ)}
+	if a.Type == 0 || geoAttrs[name] && a.Type != GeoProperty {
+		return nil, false
+	}
+	i := valueMemberIndex(a.Type.ValueKey())
+	if seen&(1<<len(valueMembers)-1) != 1<<i {
+		// No value, or members of another kind.
+		return nil, false
+	}
+	if isNullValue(a.Type, vals[i]) {
+		return nil, false
+	}
+	var err error
+	if a.Value, err = parseValue(a.Type, vals[i], o); err != nil {
+		return nil, false
+	}
+	if seen&bitDataset != 0 {
+		if !ValidURI(dataset) {
+			return nil, false
+		}
+		a.DatasetID = dataset
+	}
+	if seen&bitObserved != 0 {
+		if _, err := time.Parse(time.RFC3339Nano, observedAt); err != nil {
+			return nil, false
+		}
+		a.ObservedAt = observedAt
+	}
+	if seen&bitUnit != 0 {
+		if unitCode == "" {
+			return nil, false
+		}
+		a.UnitCode = unitCode
+	}
+	if o.stored {
+		a.CreatedAt = parseSysTime(created)
+		a.ModifiedAt = parseSysTime(modified)
+	}
+	return a, true
+}
