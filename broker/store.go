@@ -21,14 +21,22 @@ var errWrongLastSeq = errors.New("broker: wrong last sequence")
 // subject only; otherwise just the entity's own subject.
 func newMessage(tenantName string, subjType string, e *Entity, op string, data []byte, expect uint64, byID bool) *nats.Msg {
 	subj := Subject(tenantName, subjType, e.ID)
-	h := nats.Header{}
-	h[HeaderOp] = []string{op}
-	h[HeaderVersion] = []string{PayloadVersion}
-	h[HeaderType] = append([]string(nil), e.Types...)
-	h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expect, 10)}
-	if byID {
-		h["Nats-Expected-Last-Subject-Sequence-Subject"] = []string{idSubjectFilter(tenantName, e.ID)}
+	// The header values share one backing array, each with its own
+	// capacity (one allocation instead of one per header).
+	vals := make([]string, 0, 4+len(e.Types))
+	one := func(v string) []string {
+		vals = append(vals, v)
+		return vals[len(vals)-1 : len(vals) : len(vals)]
 	}
+	h := make(nats.Header, 5)
+	h[HeaderOp] = one(op)
+	h[HeaderVersion] = one(PayloadVersion)
+	h[jetstream.ExpectedLastSubjSeqHeader] = one(strconv.FormatUint(expect, 10))
+	if byID {
+		h["Nats-Expected-Last-Subject-Sequence-Subject"] = one(idSubjectFilter(tenantName, e.ID))
+	}
+	vals = append(vals, e.Types...)
+	h[HeaderType] = vals[len(vals)-len(e.Types) : len(vals) : len(vals)]
 	return &nats.Msg{Subject: subj, Header: h, Data: data}
 }
 

@@ -53,6 +53,11 @@ func parseEntityIter(it *fastjson.Iter, o ParseOptions) (*Entity, bool) {
 		return nil, false
 	}
 	e := &Entity{Attrs: make(map[string]Instances, 16)}
+	// The attributes and their one-instance lists are cut from shared
+	// blocks: a few allocations for an entity instead of two per
+	// attribute. Each list has its own capacity, so appending to one
+	// copies it.
+	var al attrAlloc
 	seen := 0
 	once := func(bit int) bool {
 		if seen&bit != 0 {
@@ -112,11 +117,11 @@ func parseEntityIter(it *fastjson.Iter, o ParseOptions) (*Entity, bool) {
 			if _, dup := e.Attrs[name]; dup {
 				return nil, false
 			}
-			a, ok := parseAttrIter(it, name, o)
+			a, ok := parseAttrIter(it, name, o, &al)
 			if !ok {
 				return nil, false
 			}
-			e.Attrs[name] = Instances{a}
+			e.Attrs[name] = al.instances(a)
 		}
 	}
 	if seen&(seenID|seenType) != seenID|seenType {
@@ -140,7 +145,7 @@ func valueMemberIndex(k string) int {
 
 // parseAttrIter reads an attribute that is one object with a "type", as
 // parseAttr would (without sub-attributes or objectType).
-func parseAttrIter(it *fastjson.Iter, name string, o ParseOptions) (*Attribute, bool) {
+func parseAttrIter(it *fastjson.Iter, name string, o ParseOptions, al *attrAlloc) (*Attribute, bool) {
 	if !it.Object() {
 		return nil, false
 	}
@@ -208,7 +213,8 @@ func parseAttrIter(it *fastjson.Iter, name string, o ParseOptions) (*Attribute, 
 	if seen&bitType == 0 {
 		return nil, false
 	}
-	a := &Attribute{Type: attrTypeByName(typ)}
+	a := al.attr()
+	a.Type = attrTypeByName(typ)
 	if a.Type == 0 || geoAttrs[name] && a.Type != GeoProperty {
 		return nil, false
 	}
@@ -247,4 +253,35 @@ func parseAttrIter(it *fastjson.Iter, name string, o ParseOptions) (*Attribute, 
 		a.ModifiedAt = parseSysTime(modified)
 	}
 	return a, true
+}
+
+// attrAlloc hands out attributes and one-instance lists from blocks that
+// double in size (4, 8, 16...), so that little is left unused.
+type attrAlloc struct {
+	attrs []Attribute
+	lists []*Attribute
+	n     int // attributes handed out
+}
+
+// blockSize is the size of the next block after n attributes.
+func blockSize(n int) int { return min(max(4, 2*n), 64) }
+
+func (al *attrAlloc) attr() *Attribute {
+	if len(al.attrs) == 0 {
+		al.attrs = make([]Attribute, blockSize(al.n))
+	}
+	a := &al.attrs[0]
+	al.attrs = al.attrs[1:]
+	al.n++
+	return a
+}
+
+func (al *attrAlloc) instances(a *Attribute) Instances {
+	if len(al.lists) == 0 {
+		al.lists = make([]*Attribute, blockSize(al.n))
+	}
+	is := Instances(al.lists[0:1:1])
+	is[0] = a
+	al.lists = al.lists[1:]
+	return is
 }
