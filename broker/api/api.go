@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -218,15 +219,47 @@ func tenantOf(r *http.Request) (string, error) {
 
 // readBody reads a request body within the size limit.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return h.readBodyInto(w, r, nil)
+}
+
+// readBodyPooled is readBody into a pooled buffer, for bodies of which the
+// handler keeps nothing once parsed (DecodeJSON and ParseEntityBytes copy
+// what they keep): release gives the buffer back, after the last use of data.
+func (h *Handler) readBodyPooled(w http.ResponseWriter, r *http.Request) (data []byte, release func(), err error) {
+	buf := bodyBufs.Get().(*[]byte)
+	data, err = h.readBodyInto(w, r, (*buf)[:0])
+	release = func() {
+		if cap(data) > cap(*buf) {
+			*buf = data[:0]
+		}
+		if cap(*buf) <= maxPooledBody {
+			bodyBufs.Put(buf)
+		}
+	}
+	return data, release, err
+}
+
+// bodyBufs are the buffers of readBodyPooled; one that grew past
+// maxPooledBody is left to the garbage collector.
+var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledBody = 16 << 20
+
+// readBodyInto reads a request body within the size limit, into buf when
+// it is large enough.
+func (h *Handler) readBodyInto(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
 	if r.ContentLength > h.opts.MaxBodyBytes {
 		return nil, &broker.Error{Kind: errBodyTooLarge, Detail: fmt.Sprintf("the body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.opts.MaxBodyBytes)}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
 	// Read into a buffer of the announced size: a 1 MB batch is not copied
 	// a dozen times while it grows.
-	buf := bytes.NewBuffer(make([]byte, 0, max(512, min(r.ContentLength+1, h.opts.MaxBodyBytes+1))))
-	_, err := buf.ReadFrom(r.Body)
-	data := buf.Bytes()
+	if size := int(max(512, min(r.ContentLength+1, h.opts.MaxBodyBytes+1))); cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	b := bytes.NewBuffer(buf[:0])
+	_, err := b.ReadFrom(r.Body)
+	data := b.Bytes()
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, &broker.Error{Kind: errBodyTooLarge, Detail: fmt.Sprintf("the body exceeds the limit of %d bytes", h.opts.MaxBodyBytes)}

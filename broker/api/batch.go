@@ -54,7 +54,8 @@ func (h *Handler) batch(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	data, err := h.readBody(w, r)
+	data, release, err := h.readBodyPooled(w, r)
+	defer release()
 	if err != nil {
 		return err
 	}
