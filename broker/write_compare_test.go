@@ -118,3 +118,38 @@ func FuzzCompareStates(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSameContent is the unchanged check of an upsert: a state whose
+// no2 changed (decided by the value comparison) and an identical one.
+func BenchmarkSameContent(b *testing.B) {
+	cur := mustEntity(b, aqObserved(1))
+	for _, tc := range []struct {
+		name string
+		next *Entity
+		want bool
+	}{
+		{"changed", mustEntity(b, aqObserved(2)), false},
+		{"unchanged", mustEntity(b, aqObserved(1)), true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if sameContent(cur, tc.next) != tc.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+		// The check as it was before the value comparison: both rendered.
+		b.Run(tc.name+"-rendered", func(b *testing.B) {
+			var x, y []byte
+			o := RenderOptions{Format: Normalized}
+			b.ReportAllocs()
+			for b.Loop() {
+				x, y = AppendEntity(x[:0], cur, o), AppendEntity(y[:0], tc.next, o)
+				if bytes.Equal(x, y) != tc.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+	}
+}

@@ -117,6 +117,18 @@ func BenchmarkParseAirQuality(b *testing.B) {
 		}
 	})
 	stored := encodeStored(newState(mustEntity(b, aqObserved(3)), now()))
+	b.Run("stored-decode+parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			v, err := DecodeJSON(stored)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ParseEntity(v, ParseOptions{stored: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("stored", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
