@@ -116,8 +116,16 @@ func (h *Handler) entityContext(ctx context.Context, ld bool, link *jsonld.Conte
 // outputType picks the response media type from Accept.
 func outputType(r *http.Request, allowGeo bool) (string, error) {
 	accept := r.Header.Get("Accept")
-	if accept == "" {
+	switch accept {
+	case "", mediaJSON, "*/*", "application/*":
+		// What most clients send: nothing to parse.
 		return mediaJSON, nil
+	case mediaLD:
+		return mediaLD, nil
+	case mediaGeoJSON:
+		if allowGeo {
+			return mediaGeoJSON, nil
+		}
 	}
 	type cand struct {
 		mt string
@@ -191,7 +199,9 @@ func contextValue(c *jsonld.Context) any {
 // outside quoted strings in q (a time offset such as +01:00).
 func queryParams(r *http.Request) url.Values {
 	v := url.Values{}
-	for _, part := range strings.Split(r.URL.RawQuery, "&") {
+	for rest := r.URL.RawQuery; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
 		if part == "" {
 			continue
 		}

@@ -1,15 +1,20 @@
 package api_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
 )
@@ -318,4 +323,115 @@ func TestReadViewHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twinServers are two API handlers over two brokers on one NATS server, as
+// two replicas: one with the entity cache (and so the kept
+// representations), one without.
+func twinServers(t testing.TB) (cached, fresh http.Handler) {
+	t.Helper()
+	ns, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	loader := jsonld.NewLoader(jsonld.LoaderOptions{Offline: true, Files: map[string]string{readViewContext: "testdata/readview/context.jsonld"}})
+	var hs [2]http.Handler
+	for i, size := range []int{0, -1} {
+		nc, err := nats.Connect("", nats.InProcessServer(ns.Server()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		b, err := broker.New(context.Background(), broker.Options{Conn: nc, EntityCache: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		hs[i] = api.New(b, api.Options{Contexts: loader})
+	}
+	return hs[0], hs[1]
+}
+
+// FuzzGetEntityView reads an entity with two arbitrary requests (query
+// string, Accept and Link headers) in turn from a replica that keeps
+// rendered representations, and with the same requests from one that
+// renders every read: whatever the requests, both replicas answer each
+// the same status, media type, Link and bytes, so the key of a kept
+// representation holds everything that shapes it (the first request's
+// representation is never served for the second), and neither answers 5xx.
+func FuzzGetEntityView(f *testing.F) {
+	cached, fresh := twinServers(f)
+	body := `[` + sensor("urn:ngsi-ld:Sensor:f1", 21.5) + `,` +
+		`{"id":"urn:ngsi-ld:Sensor:f2","type":["Sensor","Thing"],"scope":"/a/b","name":{"type":"LanguageProperty","languageMap":{"en":"bridge","it":"ponte"}},` +
+		`"temperature":[{"type":"Property","value":1,"datasetId":"urn:d:1"},{"type":"Property","value":2}],` +
+		`"category":{"type":"VocabProperty","vocab":"humidity"},"near":{"type":"Relationship","object":"urn:ngsi-ld:Sensor:f1"},` +
+		`"place":{"type":"GeoProperty","value":{"type":"Point","coordinates":[1,2]}},"t2":{"type":"Property","value":{"type":"Point","x":1}}}]`
+	req := httptest.NewRequest("POST", "/ngsi-ld/v1/entityOperations/upsert", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	cached.ServeHTTP(rec, req)
+	if rec.Code != http.StatusCreated {
+		f.Fatalf("load: %d %s", rec.Code, rec.Body)
+	}
+	// The other replica applies the writes from the stream.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rec := httptest.NewRecorder()
+		fresh.ServeHTTP(rec, httptest.NewRequest("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:f2", nil))
+		if rec.Code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.Fatalf("the second replica does not see the entities: %d %s", rec.Code, rec.Body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	type get struct{ query, accept, link string }
+	for _, seed := range []struct {
+		id     string
+		g1, g2 get
+	}{
+		{"urn:ngsi-ld:Sensor:f1", get{}, get{"attrs=temperature", "", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"options=keyValues", "", ""}, get{"options=keyValues", "application/ld+json", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"options=concise,sysAttrs", "", linkUser[1]}, get{"options=concise,sysAttrs&attrs=temperature,name", "", linkUser[1]}},
+		{"urn:ngsi-ld:Sensor:f2", get{"", "application/geo+json", ""}, get{"geometryProperty=place", "application/geo+json", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"", "", ""}, get{"lang=it&datasetId=urn:d:1", "*/*", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"attrs=name", "", ""}, get{"pick=id,name&attrs=x", "application/json;q=0.5, application/ld+json", ""}},
+		{"urn:ngsi-ld:Sensor:f1", get{"", "", ""}, get{"", "", linkUser[1]}},
+		{"urn:ngsi-ld:Sensor:f1", get{"type=Sensor", "application/geo+json", linkUser[1]}, get{"join=inline&type=Sensor", "application/geo+json", linkUser[1]}},
+		{"urn:ngsi-ld:Sensor:f2", get{"attrs=t", "application/ld+json", linkUser[1]}, get{"attrs=t,h&format=concise", "application/ld+json", linkUser[1]}},
+		{"urn:ngsi-ld:Sensor:nope", get{}, get{}},
+	} {
+		f.Add(seed.id, seed.g1.query, seed.g1.accept, seed.g1.link, seed.g2.query, seed.g2.accept, seed.g2.link)
+	}
+	f.Fuzz(func(t *testing.T, id, q1, accept1, link1, q2, accept2, link2 string) {
+		do := func(h http.Handler, g get) *httptest.ResponseRecorder {
+			req := httptest.NewRequest("GET", "/ngsi-ld/v1/entities/x", nil)
+			req.URL.Path = "/ngsi-ld/v1/entities/" + id
+			req.URL.RawQuery = g.query
+			if g.accept != "" {
+				req.Header.Set("Accept", g.accept)
+			}
+			if g.link != "" {
+				req.Header.Set("Link", g.link)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			// 503 is right for an @context that cannot be fetched (offline).
+			if rec.Code >= 500 && !(rec.Code == http.StatusServiceUnavailable && strings.Contains(rec.Body.String(), "LdContextNotAvailable")) {
+				t.Fatalf("GET %s %+v: %d %s", id, g, rec.Code, rec.Body)
+			}
+			return rec
+		}
+		for _, g := range []get{{q1, accept1, link1}, {q2, accept2, link2}} {
+			a, b := do(cached, g), do(fresh, g)
+			if a.Code != b.Code || a.Header().Get("Content-Type") != b.Header().Get("Content-Type") || a.Header().Get("Link") != b.Header().Get("Link") {
+				t.Fatalf("GET %s %+v: cached %d %q %q, fresh %d %q %q", id, g,
+					a.Code, a.Header().Get("Content-Type"), a.Header().Get("Link"), b.Code, b.Header().Get("Content-Type"), b.Header().Get("Link"))
+			}
+			if a.Code == http.StatusOK && !bytes.Equal(a.Body.Bytes(), b.Body.Bytes()) {
+				t.Fatalf("GET %s %+v:\ncached %s\nfresh  %s", id, g, a.Body, b.Body)
+			}
+		}
+	})
 }
