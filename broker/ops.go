@@ -64,7 +64,7 @@ func (b *Broker) writeContext(ctx context.Context) (context.Context, context.Can
 }
 
 // current returns the read model's state of id, shared: the caller must not
-// modify it (prepare hands the step a clone).
+// modify it (prepare hands the step a clone, unless the step only reads it).
 func (t *tenant) current(id string) (*Entity, string, uint64, error) {
 	r := t.rm.get(id)
 	if r == nil {
