@@ -58,8 +58,8 @@ func (b *Broker) GetView(ctx context.Context, tenantName, id string) (EntityView
 // Render returns the representation key of the view's revision: the bytes
 // rendered for an equal key before, or render's result, which is kept for
 // the next reader (a few representations per revision, each up to 16 KiB,
-// for as long as the entity cache holds the revision). render may return a
-// buffer of its own, which Render then owns. render must depend
+// for as long as the entity cache holds the revision; an empty result is
+// not kept). render may return a buffer of its own, which Render then owns. render must depend
 // on nothing but the entity and what key names. The bytes are shared:
 // callers must not modify them.
 func (v EntityView) Render(key ViewKey, render func(*Entity) []byte) []byte {
@@ -70,7 +70,7 @@ func (v EntityView) Render(key ViewKey, render func(*Entity) []byte) []byte {
 		return b
 	}
 	b := render(v.Entity)
-	if len(b) <= maxViewBytes {
+	if len(b) > 0 && len(b) <= maxViewBytes {
 		if cap(b)-len(b) > len(b)/8 {
 			// Kept for as long as the revision is cached: no spare room.
 			b = append([]byte(nil), b...)

@@ -313,10 +313,13 @@ func (h *Handler) getEntity(w http.ResponseWriter, r *http.Request) error {
 			return &broker.Error{Kind: broker.ErrNotFound, Detail: fmt.Sprintf("entity %s has none of the types %s", id, ts)}
 		}
 	}
-	if v.proj != nil {
+	if v.proj != nil && v.proj.join != "" {
 		return h.answerProjected(w, r, tenant, v, e)
 	}
 	body := ev.Render(v.key(), v.render)
+	if body == nil {
+		return &broker.Error{Kind: broker.ErrNotFound, Entity: e.ID, Detail: fmt.Sprintf("nothing of entity %s is selected by pick/omit", e.ID)}
+	}
 	v.header(w)
 	setContentLength(w, len(body))
 	w.WriteHeader(http.StatusOK)

@@ -41,42 +41,70 @@ func mediaIndex(media string) int {
 
 // key names the representation v writes of one entity: the context's names
 // (a Context is immutable, so its pointer identifies its compaction) and
-// every option that changes the bytes. Views with a projection or a join
-// are not cached (render them directly).
+// every option that changes the bytes, the projection's parameters as the
+// request wrote them. A view that joins linked entities depends on more
+// than its entity: it has no key (render it directly).
 func (v view) key() broker.ViewKey {
 	k := broker.ViewKey{Names: names{v.ctx}}
 	sys := 0
 	if v.sysAttrs {
 		sys = 1
 	}
-	if v.attrs == nil && v.geoProp == "location" && !v.inCollection {
+	if v.attrs == nil && v.geoProp == "location" && !v.inCollection && v.proj == nil {
 		k.Spec = plainSpecs[mediaIndex(v.media)][v.format][sys]
 		return k
 	}
+	// Every variable part is length-prefixed, so that no two different
+	// views have one spec, whatever bytes a parameter holds.
 	var b strings.Builder
 	b.WriteString(plainSpecs[mediaIndex(v.media)][v.format][sys])
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
 	if v.inCollection {
 		b.WriteString("c")
 	}
-	b.WriteString("\x00")
-	b.WriteString(v.geoProp)
+	field(v.geoProp)
 	if v.attrs != nil {
 		attrs := make([]string, 0, len(v.attrs))
 		for a := range v.attrs {
 			attrs = append(attrs, a)
 		}
 		sort.Strings(attrs)
+		b.WriteString("a")
+		b.WriteString(strconv.Itoa(len(attrs)))
+		b.WriteByte(';')
 		for _, a := range attrs {
-			b.WriteString("\x00")
-			b.WriteString(a)
+			field(a)
+		}
+	}
+	if v.proj != nil {
+		for _, p := range [...]string{"pick", "omit", "datasetId", "lang", "joinLevel"} {
+			vs, ok := v.params[p]
+			if !ok {
+				continue
+			}
+			b.WriteString(p)
+			b.WriteString(strconv.Itoa(len(vs)))
+			b.WriteByte(';')
+			for _, s := range vs {
+				field(s)
+			}
 		}
 	}
 	k.Spec = b.String()
 	return k
 }
 
-// render writes one entity in the view's representation into a new buffer.
+// render writes one entity in the view's representation into a new buffer;
+// nil when a projection selects nothing of it. Not for joins.
 func (v view) render(e *broker.Entity) []byte {
+	if v.proj != nil {
+		sel, picked := v.proj.sel()
+		return v.proj.render(v, e, sel, picked, 0)
+	}
 	return v.appendEntity(make([]byte, 0, 1024), e)
 }
 

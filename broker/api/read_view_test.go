@@ -400,6 +400,10 @@ func FuzzGetEntityView(f *testing.F) {
 		{"urn:ngsi-ld:Sensor:f1", get{"", "", ""}, get{"", "", linkUser[1]}},
 		{"urn:ngsi-ld:Sensor:f1", get{"type=Sensor", "application/geo+json", linkUser[1]}, get{"join=inline&type=Sensor", "application/geo+json", linkUser[1]}},
 		{"urn:ngsi-ld:Sensor:f2", get{"attrs=t", "application/ld+json", linkUser[1]}, get{"attrs=t,h&format=concise", "application/ld+json", linkUser[1]}},
+		{"urn:ngsi-ld:Sensor:f2", get{"lang=it", "", ""}, get{"lang=en", "", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"pick=name,temperature", "", ""}, get{"omit=name,temperature", "application/ld+json", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"datasetId=urn:d:1", "", ""}, get{"datasetId=@none&options=keyValues", "", ""}},
+		{"urn:ngsi-ld:Sensor:f2", get{"pick=near", "", ""}, get{"pick=near&join=inline", "", ""}},
 		{"urn:ngsi-ld:Sensor:nope", get{}, get{}},
 	} {
 		f.Add(seed.id, seed.g1.query, seed.g1.accept, seed.g1.link, seed.g2.query, seed.g2.accept, seed.g2.link)
