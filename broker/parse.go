@@ -40,6 +40,12 @@ type ParseOptions struct {
 	Fragment bool
 	// AllowNull reads null and "urn:ngsi-ld:null" as deletions (merge).
 	AllowNull bool
+	// SkipContext lets ParseEntityBytes read an entity with an @context
+	// member (ParseEntity always passes over it), for callers that have
+	// resolved it (EntityHead); otherwise ParseEntityBytes leaves such an
+	// entity to ParseEntity, so that a caller can refuse an @context it did
+	// not expect.
+	SkipContext bool
 	// stored reads the broker's own stored form: system times are kept.
 	stored bool
 	// attrPatch reads a partial attribute update, which may leave out the

@@ -39,6 +39,50 @@ func ParseEntityBytes(data []byte, o ParseOptions) (e *Entity, ok bool) {
 	return e, true
 }
 
+// EntityHead reads the "id" and "@context" members of an entity's JSON
+// text, as DecodeJSON would give them (the last of duplicate members), so
+// that a caller can resolve the entity's context before ParseEntityBytes. id
+// is "" when the member is missing or not a string. ok is false when data is
+// not one well-formed JSON object.
+func EntityHead(data []byte) (id string, context any, hasContext, ok bool) {
+	var it fastjson.Iter
+	it.Reset(data)
+	defer it.Release()
+	if !it.Object() {
+		return "", nil, false, false
+	}
+	for {
+		k, more, ok := it.Member()
+		if !ok {
+			return "", nil, false, false
+		}
+		if !more {
+			break
+		}
+		switch k {
+		case "id":
+			v, ok := it.Value()
+			if !ok {
+				return "", nil, false, false
+			}
+			id, _ = v.(string)
+		case "@context":
+			if context, ok = it.Value(); !ok {
+				return "", nil, false, false
+			}
+			hasContext = true
+		default:
+			if !it.Skip() {
+				return "", nil, false, false
+			}
+		}
+	}
+	if !it.Done() {
+		return "", nil, false, false
+	}
+	return id, context, hasContext, true
+}
+
 // Members seen, to refuse duplicates (Decode keeps the last of duplicate
 // members; the general path handles them).
 const (
@@ -105,6 +149,10 @@ func parseEntityIter(it *fastjson.Iter, o ParseOptions) (*Entity, bool) {
 				e.CreatedAt = parseSysTime(v)
 			} else {
 				e.ModifiedAt = parseSysTime(v)
+			}
+		case "@context":
+			if !o.SkipContext || !it.Skip() {
+				return nil, false
 			}
 		default:
 			if entityMembers[k] || !validName(k) {

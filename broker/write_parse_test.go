@@ -43,6 +43,37 @@ func checkParseEntityBytes(t *testing.T, data []byte, o ParseOptions) (read bool
 	return true
 }
 
+// checkEntityHead: EntityHead reads what DecodeJSON gives for the id and
+// @context members of an object, and refuses anything else.
+func checkEntityHead(t *testing.T, data []byte) {
+	t.Helper()
+	id, ctx, has, ok := EntityHead(data)
+	v, err := DecodeJSON(data)
+	m, isObj := v.(map[string]any)
+	if ok != (err == nil && isObj) {
+		t.Fatalf("EntityHead(%q) ok = %v; DecodeJSON: %v, object %v", data, ok, err, isObj)
+	}
+	if !ok {
+		return
+	}
+	wantID, _ := m["id"].(string)
+	wantCtx, wantHas := m["@context"]
+	if id != wantID || has != wantHas || !reflect.DeepEqual(ctx, wantCtx) {
+		t.Fatalf("EntityHead(%q) = %q %v %v, want %q %v %v", data, id, ctx, has, wantID, wantCtx, wantHas)
+	}
+}
+
+func TestEntityHead(t *testing.T) {
+	for _, doc := range []string{
+		aqObserved(1),
+		`{"@context":["https://example.org/a.jsonld",{"x":"https://example.org/x"}],"id":"urn:a:1","n":{"value":[1,{"a":null}]}}`,
+		`{"id":"urn:a:1","id":"urn:a:2","@context":1,"@context":2}`,
+		`{"id":7}`, `[]`, `{"id":"urn:a:1"} x`, `{"a":[1,}`,
+	} {
+		checkEntityHead(t, []byte(doc))
+	}
+}
+
 func TestParseEntityBytes(t *testing.T) {
 	stored := ParseOptions{stored: true}
 	for _, tc := range []struct {
@@ -70,6 +101,8 @@ func TestParseEntityBytes(t *testing.T) {
 		{"no id", `{"type":"T"}`, ParseOptions{}, false},
 		{"bad id", `{"id":"not a uri","type":"T"}`, ParseOptions{}, false},
 		{"trailing data", `{"id":"urn:a:1","type":"T"} x`, ParseOptions{}, false},
+		{"context refused", `{"id":"urn:a:1","type":"T","@context":"https://example.org/c.jsonld"}`, ParseOptions{}, false},
+		{"context skipped", `{"id":"urn:a:1","@context":["https://example.org/c.jsonld",{"a":{"b":[1]}}],"type":"T"}`, ParseOptions{SkipContext: true}, true},
 		{"keyValues", `{"id":"urn:a:1","type":"T","n":{"type":"Property","value":1}}`, ParseOptions{KeyValues: true}, false},
 		{"merge", `{"id":"urn:a:1","type":"T","n":{"type":"Property","value":1}}`, ParseOptions{AllowNull: true}, false},
 	} {
@@ -87,10 +120,12 @@ func FuzzParseEntityBytes(f *testing.F) {
 	addFixtureSeeds(f)
 	f.Add([]byte(aqObserved(1)))
 	f.Add(encodeStored(newState(mustEntity(f, aqObserved(2)), now())))
+	f.Add([]byte(`{"@context":{"a":"https://example.org/a"},"id":"urn:a:1","type":"T","a":{"type":"Property","value":1}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, o := range []ParseOptions{{}, {stored: true}} {
+		for _, o := range []ParseOptions{{}, {stored: true}, {SkipContext: true}} {
 			checkParseEntityBytes(t, data, o)
 		}
+		checkEntityHead(t, data)
 	})
 }
 

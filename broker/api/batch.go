@@ -173,12 +173,12 @@ func (h *Handler) checkBatchSize(n int) error {
 
 // batchEntitiesFast reads the entities of a create or upsert body whose
 // elements have the common normalized shape straight from their JSON text
-// (broker.ParseEntityBytes), each other element as batchEntities would. It
-// returns nothing (three nils) when the body is to be read by
-// batchEntities: a body that is not a well-formed array, JSON-LD bodies
-// (each entity has its own @context) and keyValues.
+// (broker.ParseEntityBytes; with JSON-LD, once each entity's @context is
+// resolved), each other element as batchEntities would. It returns nothing
+// (three nils) when the body is to be read by batchEntities: a body that is
+// not a well-formed array, and keyValues.
 func (h *Handler) batchEntitiesFast(ctx context.Context, data []byte, ld, keyValues bool, link *jsonld.Context) ([]*broker.Entity, []batchError, error) {
-	if ld || keyValues {
+	if keyValues {
 		return nil, nil, nil
 	}
 	elems, ok := fastjson.SplitArray(data)
@@ -190,11 +190,27 @@ func (h *Handler) batchEntitiesFast(ctx context.Context, data []byte, ld, keyVal
 	}
 	var failed []batchError
 	ents := make([]*broker.Entity, 0, len(elems))
-	o := broker.ParseOptions{Names: names{link}}
 	for i, el := range elems {
-		if e, ok := broker.ParseEntityBytes(el, o); ok {
-			ents = append(ents, e)
-			continue
+		o, fast := broker.ParseOptions{Names: names{link}}, true
+		if ld {
+			// The entity's own @context, resolved as entityContext does;
+			// without one, the general path explains what is missing.
+			id, raw, has, ok := broker.EntityHead(el)
+			fast = ok && has
+			if fast {
+				c, err := h.entityContext(ctx, ld, link, map[string]any{"@context": raw})
+				if err != nil {
+					failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
+					continue
+				}
+				o = broker.ParseOptions{Names: names{c}, SkipContext: true}
+			}
+		}
+		if fast {
+			if e, ok := broker.ParseEntityBytes(el, o); ok {
+				ents = append(ents, e)
+				continue
+			}
 		}
 		// Any other shape, or an error to explain: as batchEntities.
 		v, err := broker.DecodeJSON(el)

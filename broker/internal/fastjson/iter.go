@@ -251,6 +251,20 @@ func (it *Iter) Value() (any, bool) {
 	return v, true
 }
 
+// Skip passes over the next value, checking it as Value would, without
+// building it.
+func (it *Iter) Skip() bool {
+	if it.failed {
+		return false
+	}
+	c, ok := it.d.skip()
+	if !ok || !it.d.skipValue(c) {
+		return it.fail()
+	}
+	it.comma = true
+	return true
+}
+
 // String reads the next value, which must be a string.
 func (it *Iter) String() (string, bool) {
 	if it.failed {

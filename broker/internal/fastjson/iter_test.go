@@ -135,3 +135,38 @@ func FuzzSplitArray(f *testing.F) {
 		}
 	})
 }
+
+func TestIterSkip(t *testing.T) {
+	var it Iter
+	defer it.Release()
+	for _, tc := range []struct {
+		doc string
+		ok  bool
+	}{
+		{`{"a":[1,{"b":"\u00e9"}],"c":-1e5,"d":"x"}`, true},
+		{`{"a":[1,]}`, false},
+		{`{"a":"\x01"}`, false},
+		{`{"a":01}`, false},
+		{`{"a":tru}`, false},
+	} {
+		it.Reset([]byte(tc.doc))
+		ok := it.Object()
+		var keys []string
+		for ok {
+			var k string
+			var more bool
+			if k, more, ok = it.Member(); !ok || !more {
+				break
+			}
+			keys = append(keys, k)
+			if k == "d" {
+				_, ok = it.String()
+			} else {
+				ok = it.Skip()
+			}
+		}
+		if got := ok && it.Done(); got != tc.ok {
+			t.Errorf("%s: read = %v (members %q), want %v", tc.doc, got, keys, tc.ok)
+		}
+	}
+}
