@@ -384,6 +384,10 @@ func (c *column) maybeCompact() {
 	}
 }
 
+// compact merges the delta into the sorted base and drops its stale
+// entries. It works in the base's own arrays when they have room (readers
+// look under the read lock and keep no slice of them), so that a column
+// rewritten by a stream of upserts makes no garbage of its size each time.
 func (c *column) compact() {
 	type ent struct {
 		k uint64
@@ -402,23 +406,45 @@ func (c *column) compact() {
 		}
 		return int(a.s) - int(b.s)
 	})
-	n := len(c.keys) + len(d)
-	keys, slots := make([]uint64, 0, n), make([]uint32, 0, n)
-	i, j := 0, 0
-	for i < len(c.keys) || j < len(d) {
-		if i < len(c.keys) && c.stale.has(c.slots[i]) {
-			i++
-			continue
+	// Drop the stale entries, keeping the order.
+	w := 0
+	if c.stale.len() > 0 {
+		for i, s := range c.slots {
+			if !c.stale.has(s) {
+				c.keys[w], c.slots[w] = c.keys[i], s
+				w++
+			}
 		}
-		if j >= len(d) || i < len(c.keys) && (c.keys[i] < d[j].k || c.keys[i] == d[j].k && c.slots[i] < d[j].s) {
-			keys, slots = append(keys, c.keys[i]), append(slots, c.slots[i])
-			i++
+	} else {
+		w = len(c.keys)
+	}
+	n := w + len(d)
+	switch {
+	case n > cap(c.keys) || n > cap(c.slots):
+		// Grow with a little room, so that the next compactions of a
+		// growing column do not each allocate.
+		room := n + n/16
+		keys, slots := make([]uint64, w, room), make([]uint32, w, room)
+		copy(keys, c.keys[:w])
+		copy(slots, c.slots[:w])
+		c.keys, c.slots = keys, slots
+	case n < cap(c.keys)/2:
+		// Shrunk by half: give the memory back.
+		c.keys, c.slots = slices.Clone(c.keys[:w]), slices.Clone(c.slots[:w])
+		c.keys, c.slots = slices.Grow(c.keys, len(d)), slices.Grow(c.slots, len(d))
+	}
+	c.keys, c.slots = c.keys[:n], c.slots[:n]
+	// Merge from the back, so that nothing is overwritten before it moved.
+	i, j := w-1, len(d)-1
+	for k := n - 1; j >= 0; k-- {
+		if i >= 0 && (c.keys[i] > d[j].k || c.keys[i] == d[j].k && c.slots[i] > d[j].s) {
+			c.keys[k], c.slots[k] = c.keys[i], c.slots[i]
+			i--
 		} else {
-			keys, slots = append(keys, d[j].k), append(slots, d[j].s)
-			j++
+			c.keys[k], c.slots[k] = d[j].k, d[j].s
+			j--
 		}
 	}
-	c.keys, c.slots = slices.Clip(keys), slices.Clip(slots)
 	clear(c.delta)
 	c.stale.clear()
 }
