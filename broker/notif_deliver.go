@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -225,7 +226,11 @@ func (n *Notifier) work(ctx context.Context, tenant, id string, fresh bool) erro
 	q := n.queue(subRef(tenant, id))
 	defer n.dropQueueState(subRef(tenant, id), q)
 	var purged uint64
-	var purgedAt time.Time
+	// The first purge of a busy worker comes after purgeEvery plus a
+	// random share of it: started together (a new leader starts every
+	// worker at once), 1,000 workers purged within their first second,
+	// each holding the stream, and notifications waited behind them.
+	purgedAt := time.Now().Add(rand.N(purgeEvery))
 	purge := func(ctx context.Context, force bool) {
 		// The queue keeps what is not yet acknowledged: drop the rest. A
 		// purge holds the stream while it checks every consumer (one per
