@@ -36,7 +36,7 @@ func (n names) Canon(term string) string {
 		}
 		return core.Compact(core.Expand(term))
 	}
-	return core.Compact(n.c.Expand(term))
+	return n.c.ToCore(term)
 }
 
 func (n names) Term(name string) string {
@@ -47,7 +47,7 @@ func (n names) Term(name string) string {
 		}
 		return core.Compact(core.Expand(name))
 	}
-	return n.c.Compact(core.Expand(name))
+	return n.c.FromCore(name)
 }
 
 // bodyType checks a request's Content-Type and returns whether it is JSON-LD.

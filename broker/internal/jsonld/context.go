@@ -67,6 +67,10 @@ type Context struct {
 	base     string
 	source   any
 	coreOnly bool
+
+	// memo holds the answers of FromCore and ToCore (memo.go); it changes
+	// no answer, only their cost.
+	memo *nameMemo
 }
 
 // coreOnce guards coreContext, the processed built-in core context, built on
@@ -114,6 +118,7 @@ func newContext(a *activeContext, source any) *Context {
 		vocab:   a.vocab,
 		base:    a.base,
 		source:  source,
+		memo:    newNameMemo(),
 	}
 	for term, d := range a.terms {
 		if cur, ok := c.inverse[d.iri]; !ok || len(term) < len(cur) || (len(term) == len(cur) && term < cur) {

@@ -67,7 +67,7 @@ func (p *processor) finish(source any) *Context {
 	c := Core()
 	a := p.active
 	if a.vocab == c.vocab && a.base == "" && maps.Equal(a.terms, c.terms) {
-		return &Context{terms: c.terms, inverse: c.inverse, prefixes: c.prefixes, vocab: c.vocab, source: source, coreOnly: true}
+		return &Context{terms: c.terms, inverse: c.inverse, prefixes: c.prefixes, vocab: c.vocab, source: source, coreOnly: true, memo: newNameMemo()}
 	}
 	return newContext(a, source)
 }
