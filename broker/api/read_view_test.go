@@ -67,6 +67,11 @@ var readReps = []readRep{
 	{name: "user-context-keyValues", query: "options=keyValues", hdr: linkUser, temp: "t"},
 	{name: "user-context-attrs", query: "attrs=t", hdr: linkUser, temp: "t", only: "t"},
 	{name: "user-context-ld", hdr: append([]string{"Accept", "application/ld+json"}, linkUser...), temp: "t"},
+	{name: "pick", query: "pick=id,temperature", temp: "temperature", only: "temperature"},
+	{name: "omit", query: "omit=humidity,location&options=keyValues", temp: "temperature", only: "temperature"},
+	{name: "datasetId", query: "datasetId=@none", temp: "temperature"},
+	{name: "lang", query: "lang=en&options=concise", temp: "temperature"},
+	{name: "user-context-pick", query: "pick=t", hdr: linkUser, temp: "t", only: "t"},
 }
 
 // readTemp reads one representation of id and returns its temperature and,
