@@ -112,8 +112,8 @@ func (h *Handler) wrap(f handlerFunc) http.HandlerFunc {
 				h.writeProblem(w, r, err)
 			}
 		}()
-		if t := r.Header.Get("NGSILD-Tenant"); t != "" {
-			w.Header().Set("NGSILD-Tenant", t)
+		if t := tenantHeader(r); t != "" {
+			w.Header()[tenantKey] = []string{t}
 		}
 		if err := f(w, r); err != nil {
 			noteProblem(w, err)
@@ -208,9 +208,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
+// tenantKey is NGSILD-Tenant in the canonical form net/http keeps header
+// names in: Header.Get would make that form anew, two allocations a request.
+const tenantKey = "Ngsild-Tenant"
+
+// tenantHeader is the request's NGSILD-Tenant header ("" when absent).
+func tenantHeader(r *http.Request) string {
+	if v := r.Header[tenantKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // tenantOf reads the NGSILD-Tenant header ("" is the default tenant).
 func tenantOf(r *http.Request) (string, error) {
-	t := r.Header.Get("NGSILD-Tenant")
+	t := tenantHeader(r)
 	if !broker.ValidTenant(t) {
 		return "", &broker.Error{Kind: broker.ErrBadRequestData, Detail: "NGSILD-Tenant must be at most 64 characters without spaces or control characters"}
 	}

@@ -128,6 +128,6 @@ func (h *Handler) requestLog(next http.Handler) http.Handler {
 		h.log.Log(r.Context(), level, "request",
 			"request_id", id, "method", r.Method, "path", r.URL.Path, "route", pattern,
 			"status", sw.status, "bytes", sw.bytes, "duration", time.Since(start),
-			"tenant", r.Header.Get("NGSILD-Tenant"), "remote", r.RemoteAddr)
+			"tenant", tenantHeader(r), "remote", r.RemoteAddr)
 	})
 }
