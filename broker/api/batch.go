@@ -65,7 +65,7 @@ func (h *Handler) batch(w http.ResponseWriter, r *http.Request) error {
 		failed []batchError
 	)
 	if kind == broker.BatchCreate || kind == broker.BatchUpsert {
-		ents, failed, err = h.batchEntitiesFast(ctx, data, ld, keyValues, link)
+		ents, failed, err = h.batchEntitiesFast(ctx, kind, data, ld, keyValues, link)
 	}
 	if ents == nil && failed == nil && err == nil {
 		ents, failed, err = h.batchEntities(ctx, kind, data, ld, keyValues, link)
@@ -127,38 +127,44 @@ func (h *Handler) batchEntities(ctx context.Context, kind broker.BatchKind, data
 	var failed []batchError
 	ents := make([]*broker.Entity, 0, len(arr))
 	for i, x := range arr {
-		if kind == broker.BatchDelete {
-			id, ok := x.(string)
-			if !ok || !broker.ValidURI(id) {
-				failed = append(failed, batchError{EntityID: fmt.Sprint(x), Error: problemOf(badParam("element %d: %v is not an entity id (a URI)", i, x))})
-				continue
-			}
-			ents = append(ents, &broker.Entity{ID: id})
-			continue
-		}
-		m, ok := x.(map[string]any)
-		if !ok {
-			failed = append(failed, batchError{EntityID: "", Error: problemOf(badParam("element %d is not a JSON object", i))})
-			continue
-		}
-		id, _ := m["id"].(string)
-		c, err := h.entityContext(ctx, ld, link, m)
-		if err != nil {
-			failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
-			continue
-		}
-		partial := kind == broker.BatchUpdate || kind == broker.BatchMerge
-		e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}, KeyValues: keyValues, AllowNull: kind == broker.BatchMerge, Fragment: partial})
-		if err == nil && e.ID == "" {
-			err = badParam("element %d has no id", i)
-		}
-		if err != nil {
-			failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
+		e, be := h.batchElement(ctx, kind, i, x, ld, keyValues, link)
+		if be != nil {
+			failed = append(failed, *be)
 			continue
 		}
 		ents = append(ents, e)
 	}
 	return ents, failed, nil
+}
+
+// batchElement reads element i (decoded) of a batch body: the entity (for
+// delete, an entity with only its id), or why it cannot be read.
+func (h *Handler) batchElement(ctx context.Context, kind broker.BatchKind, i int, x any, ld, keyValues bool, link *jsonld.Context) (*broker.Entity, *batchError) {
+	if kind == broker.BatchDelete {
+		id, ok := x.(string)
+		if !ok || !broker.ValidURI(id) {
+			return nil, &batchError{EntityID: fmt.Sprint(x), Error: problemOf(badParam("element %d: %v is not an entity id (a URI)", i, x))}
+		}
+		return &broker.Entity{ID: id}, nil
+	}
+	m, ok := x.(map[string]any)
+	if !ok {
+		return nil, &batchError{EntityID: "", Error: problemOf(badParam("element %d is not a JSON object", i))}
+	}
+	id, _ := m["id"].(string)
+	c, err := h.entityContext(ctx, ld, link, m)
+	if err != nil {
+		return nil, &batchError{EntityID: id, Error: problemOf(err)}
+	}
+	partial := kind == broker.BatchUpdate || kind == broker.BatchMerge
+	e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}, KeyValues: keyValues, AllowNull: kind == broker.BatchMerge, Fragment: partial})
+	if err == nil && e.ID == "" {
+		err = badParam("element %d has no id", i)
+	}
+	if err != nil {
+		return nil, &batchError{EntityID: id, Error: problemOf(err)}
+	}
+	return e, nil
 }
 
 func (h *Handler) checkBatchSize(n int) error {
@@ -177,7 +183,7 @@ func (h *Handler) checkBatchSize(n int) error {
 // resolved), each other element as batchEntities would. It returns nothing
 // (three nils) when the body is to be read by batchEntities: a body that is
 // not a well-formed array, and keyValues.
-func (h *Handler) batchEntitiesFast(ctx context.Context, data []byte, ld, keyValues bool, link *jsonld.Context) ([]*broker.Entity, []batchError, error) {
+func (h *Handler) batchEntitiesFast(ctx context.Context, kind broker.BatchKind, data []byte, ld, keyValues bool, link *jsonld.Context) ([]*broker.Entity, []batchError, error) {
 	if keyValues {
 		return nil, nil, nil
 	}
@@ -217,23 +223,9 @@ func (h *Handler) batchEntitiesFast(ctx context.Context, data []byte, ld, keyVal
 		if err != nil {
 			return nil, nil, nil // cannot happen: the array was checked
 		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			failed = append(failed, batchError{EntityID: "", Error: problemOf(badParam("element %d is not a JSON object", i))})
-			continue
-		}
-		id, _ := m["id"].(string)
-		c, err := h.entityContext(ctx, ld, link, m)
-		if err != nil {
-			failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
-			continue
-		}
-		e, err := broker.ParseEntity(m, broker.ParseOptions{Names: names{c}})
-		if err == nil && e.ID == "" {
-			err = badParam("element %d has no id", i)
-		}
-		if err != nil {
-			failed = append(failed, batchError{EntityID: id, Error: problemOf(err)})
+		e, be := h.batchElement(ctx, kind, i, v, ld, false, link)
+		if be != nil {
+			failed = append(failed, *be)
 			continue
 		}
 		ents = append(ents, e)

@@ -44,7 +44,7 @@ func TestBatchEntitiesFast(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			link := jsonld.Core()
-			fe, ff, ferr := h.batchEntitiesFast(ctx, []byte(tc.body), tc.ld, false, link)
+			fe, ff, ferr := h.batchEntitiesFast(ctx, broker.BatchUpsert, []byte(tc.body), tc.ld, false, link)
 			if handed := fe == nil && ff == nil && ferr == nil; handed == tc.fast {
 				t.Fatalf("handed back = %v, want %v", handed, !tc.fast)
 			}
