@@ -138,11 +138,22 @@ func benchUpsert(b *testing.B, perBatch, entities int, contentType, member strin
 	b.ReportAllocs()
 	b.SetParallelism(1) // GOMAXPROCS clients
 	start, cpu0 := time.Now(), cpuTime()
+	batches := postBatches(b, client, url, contentType, bodies, &next)
+	el := time.Since(start).Seconds()
+	done := float64(batches) * float64(perBatch)
+	b.ReportMetric(done/el, "entities/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/done, "cpu-µs/entity")
+}
+
+// postBatches posts bodies in turn (from next on, cycling) with
+// GOMAXPROCS×parallelism clients until the benchmark's loop ends, and returns
+// how many were answered 201 or 204. Consecutive bodies are batches of
+// distinct ids, and a body's round flips each pass, so that every upsert
+// changes its entities.
+func postBatches(b *testing.B, client *http.Client, url, contentType string, bodies [][]byte, next *atomic.Int64) int64 {
 	var batches atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			// Batches of one round go in order per id range; the round
-			// flips every pass so each upsert changes the entities.
 			i := int(next.Add(1)-1) % len(bodies)
 			resp, err := client.Post(url, contentType, bytes.NewReader(bodies[i]))
 			if err != nil {
@@ -158,10 +169,7 @@ func benchUpsert(b *testing.B, perBatch, entities int, contentType, member strin
 			batches.Add(1)
 		}
 	})
-	el := time.Since(start).Seconds()
-	done := float64(batches.Load()) * float64(perBatch)
-	b.ReportMetric(done/el, "entities/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/done, "cpu-µs/entity")
+	return batches.Load()
 }
 
 // cpuTime is the CPU time this process has used (user and system): on a

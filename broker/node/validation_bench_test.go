@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,17 +52,6 @@ func validBatch(start, n, round int) []byte {
 	}
 	b.WriteByte(']')
 	return b.Bytes()
-}
-
-// processCPU is the CPU time (user and system) the whole process has used:
-// the node, its embedded NATS and the HTTP clients. On a shared machine it
-// measures the work, where wall time also measures the neighbours.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkBatchUpsertValidation posts batches of 1,000 valid
@@ -113,32 +101,13 @@ func BenchmarkBatchUpsertValidation(b *testing.B) {
 		// starts on batches whose entities already hold their values.
 		var next atomic.Int64
 		b.Run(v.name, func(b *testing.B) {
-			var batches atomic.Int64
 			b.ReportAllocs()
 			b.SetParallelism(1) // GOMAXPROCS clients
 			b.ResetTimer()
-			start, cpu0 := time.Now(), processCPU()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					// Consecutive batches cover distinct ids; the round
-					// flips every pass, so each upsert changes its entities.
-					i := int(next.Add(1)-1) % len(bodies)
-					resp, err := client.Post(url, "application/json", bytes.NewReader(bodies[i]))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-					batches.Add(1)
-				}
-			})
-			el, cpu := time.Since(start), processCPU()-cpu0
-			ents := float64(batches.Load() * perBatch)
+			start, cpu0 := time.Now(), cpuTime()
+			batches := postBatches(b, client, url, "application/json", bodies, &next)
+			el, cpu := time.Since(start), cpuTime()-cpu0
+			ents := float64(batches * perBatch)
 			b.ReportMetric(ents/el.Seconds(), "entities/s")
 			b.ReportMetric(float64(cpu.Nanoseconds())/ents, "cpu-ns/entity")
 			b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "clients")
