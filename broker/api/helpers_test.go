@@ -36,6 +36,12 @@ func newServer(t testing.TB, o api.Options) *server {
 // temporary directory) and a broker on it, stopped at the end of the test.
 func newBroker(t testing.TB) *broker.Broker {
 	t.Helper()
+	return newBrokerWith(t, broker.Options{})
+}
+
+// newBrokerWith is newBroker with options (Conn is set here).
+func newBrokerWith(t testing.TB, o broker.Options) *broker.Broker {
+	t.Helper()
 	ns, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +52,8 @@ func newBroker(t testing.TB) *broker.Broker {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	b, err := broker.New(context.Background(), broker.Options{Conn: nc})
+	o.Conn = nc
+	b, err := broker.New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

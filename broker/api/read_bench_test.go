@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/piazza-city/piazza/broker"
 	"github.com/piazza-city/piazza/broker/api"
 	"github.com/piazza-city/piazza/broker/internal/jsonld"
@@ -51,21 +49,7 @@ func BenchmarkGetEntityViews(b *testing.B) {
 		size int
 	}{{"hit", 0}, {"miss", -1}} {
 		b.Run(cache.name, func(b *testing.B) {
-			ns, err := broker.StartEmbeddedNATS(broker.EmbeddedOptions{DataDir: b.TempDir(), ClientAddr: "127.0.0.1:-1"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(ns.Shutdown)
-			nc, err := nats.Connect("", nats.InProcessServer(ns.Server()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(nc.Close)
-			bk, err := broker.New(b.Context(), broker.Options{Conn: nc, EntityCache: cache.size})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(bk.Close)
+			bk := newBrokerWith(b, broker.Options{EntityCache: cache.size})
 			h := api.New(bk, api.Options{Contexts: loader})
 			const n = 1000
 			for i := range n {
